@@ -1,0 +1,144 @@
+package cmdutil
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/heraldlb/herald/internal/version"
+)
+
+// Common are the flags every binary has.
+type Common struct {
+	Kubeconfig string
+	LogLevel   string
+}
+
+// Register adds the common flags to fs.
+func (c *Common) Register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// Parse parses args and validates the common flags. Bad input exits 2 with
+// a message, as the flag package does for unknown flags.
+func Parse(fs *flag.FlagSet, c *Common, args []string, validate func() error) {
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2) // the flag package has printed why (or the help, which exits 0 itself)
+	}
+	if fs.NArg() > 0 {
+		Fail(fs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if _, err := level(c.LogLevel); err != nil {
+		Fail(fs, err)
+	}
+	if validate != nil {
+		if err := validate(); err != nil {
+			Fail(fs, err)
+		}
+	}
+}
+
+// Fail reports a bad flag value and exits 2.
+func Fail(fs *flag.FlagSet, err error) {
+	fmt.Fprintf(fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", fs.Name(), err, fs.Name())
+	os.Exit(2)
+}
+
+func level(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", s)
+}
+
+// Logger returns the JSON logger for component and routes klog (client-go's
+// logging) into it, so one process writes one log format.
+func (c *Common) Logger(w io.Writer, component string) *slog.Logger {
+	lvl, _ := level(c.LogLevel) // validated by Parse
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})).With("component", component)
+	klog.SetSlogLogger(log.With("source", "client-go"))
+	return log
+}
+
+// RESTConfig finds the cluster: --kubeconfig, else the in-cluster config,
+// else $KUBECONFIG.
+func (c *Common) RESTConfig(userAgent string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	switch {
+	case c.Kubeconfig != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	default:
+		cfg, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the cluster configuration: %w", err)
+	}
+	cfg.UserAgent = userAgent + "/" + version.Version
+	return cfg, nil
+}
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Serve runs /metrics, /healthz and /readyz on addr until ctx ends. ready
+// returns nil when the component can do its job.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s for metrics and health: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving metrics and health: %w", err)
+	}
+	return nil
+}

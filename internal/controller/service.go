@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/heraldlb/herald/internal/allocator"
+)
+
+// syncService brings one Service's assignment, status and annotation in
+// line with its spec.
+func (c *Controller) syncService(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	svc, err := c.svcs.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.release(key)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := c.log.With("service", key)
+	if !c.cfg.Class.Handles(svc) {
+		released := c.release(key)
+		if len(svc.Status.LoadBalancer.Ingress) > 0 && released != nil {
+			// We wrote that status; it is no longer ours to keep.
+			if err := c.writeStatus(ctx, svc, nil); err != nil {
+				return err
+			}
+		}
+		if released != nil {
+			log.Info("released addresses", "ip", released.Addrs, "pool", released.Pool)
+			c.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventIPReleased, "Released %s: the Service is no longer a LoadBalancer of class %q", joinAddrs(released.Addrs), c.cfg.Class.Name)
+		}
+		return c.writePoolAnnotation(ctx, svc, "")
+	}
+
+	c.mu.Lock()
+	before, had := c.alloc.Assigned(key)
+	req, err := serviceRequest(svc, c.nsLabels(ns))
+	var as allocator.Assignment
+	if err == nil {
+		as, err = c.alloc.Allocate(req)
+	}
+	if err != nil {
+		if !had {
+			c.pending[key] = struct{}{}
+		}
+	} else {
+		delete(c.pending, key)
+	}
+	c.mu.Unlock()
+
+	if err != nil {
+		reason := allocator.Reason(err)
+		c.m.allocErrors.WithLabelValues(reason).Inc()
+		log.Warn("allocation failed", "reason", reason, "err", err)
+		msg := fmt.Sprintf("%s: %v", reason, err)
+		if had {
+			msg += fmt.Sprintf("; keeping %s", joinAddrs(before.Addrs))
+		}
+		c.cfg.Recorder.Event(svc, corev1.EventTypeWarning, EventAllocationFailed, msg)
+		// No retry: the inputs are bad until the Service or the pools
+		// change, and either change enqueues it again.
+		return nil
+	}
+	changed := !had || !slices.Equal(before.Addrs, as.Addrs) || before.Pool != as.Pool
+	if changed {
+		c.poolChanged(before.Pool, as.Pool)
+		if had {
+			c.mu.Lock()
+			c.retryPendingLocked() // an address may have been freed
+			c.mu.Unlock()
+		}
+	}
+	if !slices.Equal(statusAddrs(svc), as.Addrs) || !sameIngress(svc.Status.LoadBalancer.Ingress, ingressFor(as.Addrs)) {
+		if err := c.writeStatus(ctx, svc, as.Addrs); err != nil {
+			return err
+		}
+		if !slices.Equal(statusAddrs(svc), as.Addrs) {
+			c.m.allocations.WithLabelValues(as.Pool).Inc()
+			log.Info("assigned addresses", "ip", as.Addrs, "pool", as.Pool)
+			c.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Assigned %s from IPPool %q", joinAddrs(as.Addrs), as.Pool)
+		}
+	}
+	return c.writePoolAnnotation(ctx, svc, as.Pool)
+}
+
+// release drops key's assignment; it returns what was released, nil if nothing.
+func (c *Controller) release(key string) *allocator.Assignment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pending, key)
+	as, ok := c.alloc.Assigned(key)
+	if !ok {
+		return nil
+	}
+	c.alloc.Release(key)
+	c.m.releases.Inc()
+	c.poolChanged(as.Pool)
+	c.retryPendingLocked()
+	return &as
+}
+
+func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, addrs []netip.Addr) error {
+	cp := svc.DeepCopy()
+	cp.Status.LoadBalancer.Ingress = ingressFor(addrs)
+	if len(addrs) == 0 {
+		cp.Status.LoadBalancer.Ingress = nil
+	}
+	if _, err := c.cfg.Kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("writing status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// writePoolAnnotation sets (or, with pool "", removes) the output
+// annotation naming the pool the address came from.
+func (c *Controller) writePoolAnnotation(ctx context.Context, svc *corev1.Service, pool string) error {
+	cur, has := svc.Annotations[AnnotationPoolAllocated]
+	if cur == pool && (has || pool == "") {
+		return nil
+	}
+	var val any = pool
+	if pool == "" {
+		val = nil // JSON null deletes the key in a merge patch
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationPoolAllocated: val}}})
+	if _, err := c.cfg.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("annotating %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	s := ""
+	for i, a := range addrs {
+		if i > 0 {
+			s += ", "
+		}
+		s += a.String()
+	}
+	return s
+}
