@@ -40,10 +40,10 @@ fi
 
 # Without these -X flags the binaries call themselves v0.0.0-master, which
 # breaks anything that reads the server version (and our cache check).
+minor=${K8S_VERSION#v1.}
+minor=${minor%%.*}
 kube_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	minor=${K8S_VERSION#v1.}
-	minor=${minor%%.*}
 	kube_ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION}"
 	kube_ldflags+=" -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor}"
 	kube_ldflags+=" -X ${pkg}.gitTreeState=clean"

@@ -185,7 +185,7 @@ func checkInvariants(t *testing.T, a *Allocator) {
 			n := int64(0)
 			fs.t.Ascend(func(iv interval) bool {
 				for ad := iv.from; ; ad = ad.Next() {
-					if !(p.cfg.AvoidBuggyIPs && isBuggy(ad)) {
+					if !p.skips(ad) {
 						n++
 					}
 					if ad == iv.to {

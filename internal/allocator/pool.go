@@ -95,8 +95,11 @@ func (p *pool) contains(a netip.Addr) bool {
 
 // allocatable: in the spec and not skipped by avoidBuggyIPs.
 func (p *pool) allocatable(a netip.Addr) bool {
-	return p.contains(a) && !(p.cfg.AvoidBuggyIPs && isBuggy(a))
+	return p.contains(a) && !p.skips(a)
 }
+
+// skips reports addresses avoidBuggyIPs keeps out of use.
+func (p *pool) skips(a netip.Addr) bool { return p.cfg.AvoidBuggyIPs && isBuggy(a) }
 
 func (p *pool) hasFamily(f Family) bool { return p.total[f] != nil && p.total[f].Sign() > 0 }
 
@@ -152,7 +155,7 @@ func (p *pool) takeLowest(f Family) (netip.Addr, bool) {
 	if p.free[f] == nil {
 		return netip.Addr{}, false
 	}
-	a, ok := p.free[f].lowest(func(a netip.Addr) bool { return !(p.cfg.AvoidBuggyIPs && isBuggy(a)) })
+	a, ok := p.free[f].lowest(func(a netip.Addr) bool { return !p.skips(a) })
 	if ok {
 		p.taken[f]++
 	}

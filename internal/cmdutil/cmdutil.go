@@ -56,7 +56,7 @@ func Parse(fs *flag.FlagSet, c *Common, args []string, validate func() error) {
 
 // Fail reports a bad flag value and exits 2.
 func Fail(fs *flag.FlagSet, err error) {
-	fmt.Fprintf(fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", fs.Name(), err, fs.Name())
+	_, _ = fmt.Fprintf(fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", fs.Name(), err, fs.Name())
 	os.Exit(2)
 }
 

@@ -22,8 +22,8 @@ func TestAllocateStatusAndRelease(t *testing.T) {
 	e.createPool("lan", nil, "198.51.100.240/28")
 	e.startController()
 
-	s := e.createSvc("web", nil)
-	s = e.waitIPs("web", "198.51.100.240")
+	e.createSvc("web", nil)
+	s := e.waitIPs("web", "198.51.100.240")
 	in := s.Status.LoadBalancer.Ingress[0]
 	if in.IPMode == nil || *in.IPMode != corev1.LoadBalancerIPModeVIP {
 		t.Errorf("ipMode = %v, want VIP", in.IPMode)

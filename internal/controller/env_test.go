@@ -148,7 +148,7 @@ func (e *env) startController() {
 	go func() {
 		defer close(done)
 		if err := ctrl.Run(ctx); err != nil {
-			fmt.Fprintf(e.logs, "controller stopped: %v\n", err)
+			_, _ = fmt.Fprintf(e.logs, "controller stopped: %v\n", err)
 		}
 	}()
 	e.stop = func() {
