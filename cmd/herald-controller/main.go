@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,8 +90,16 @@ func run(args []string) int {
 		Class:    controller.Class{Name: class, Only: onlyClass},
 		Recorder: recorder, Log: log, Registry: reg, Workers: workers,
 	})
+	// A standby replica is ready: it can take over the moment it must.
+	var leading atomic.Bool
+	ready := func() error {
+		if leaderElect && !leading.Load() {
+			return nil
+		}
+		return ctrl.Ready()
+	}
 	go func() {
-		if err := cmdutil.Serve(ctx, metricsAddr, reg, ctrl.Ready, log); err != nil {
+		if err := cmdutil.Serve(ctx, metricsAddr, reg, ready, log); err != nil {
 			log.Error("metrics server stopped", "err", err)
 			stop()
 		}
@@ -103,13 +112,13 @@ func run(args []string) int {
 		}
 		return 0
 	}
-	return runElected(ctx, kube, ctrl, log)
+	return runElected(ctx, kube, ctrl, &leading, log)
 }
 
 // runElected runs the controller only while this replica holds the Lease.
 // Losing it ends the process: a fresh start rebuilds state from the
 // Services, which is simpler and safer than pausing in place.
-func runElected(ctx context.Context, kube kubernetes.Interface, ctrl *controller.Controller, log *slog.Logger) int {
+func runElected(ctx context.Context, kube kubernetes.Interface, ctrl *controller.Controller, leading *atomic.Bool, log *slog.Logger) int {
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = "herald-system"
@@ -133,6 +142,7 @@ func runElected(ctx context.Context, kube kubernetes.Interface, ctrl *controller
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("became leader", "identity", id)
+				leading.Store(true)
 				if err := ctrl.Run(ctx); err != nil {
 					log.Error("controller stopped", "err", err)
 					code = 1

@@ -12,14 +12,7 @@ import (
 
 	"github.com/heraldlb/herald/internal/allocator"
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
-)
-
-// Annotations herald reads and writes on Services.
-const (
-	AnnotationPool          = "herald.dev/pool"
-	AnnotationIPs           = "herald.dev/ips"
-	AnnotationShare         = "herald.dev/share"
-	AnnotationPoolAllocated = "herald.dev/pool-allocated"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 // PoolFinalizer holds an IPPool's deletion while addresses from it are in use.
@@ -32,23 +25,16 @@ const ReasonDeleting = "Deleting"
 // ReasonInvalidSelector is the Ready reason of a pool whose selector does not parse.
 const ReasonInvalidSelector = "InvalidSelector"
 
-// Class says which Services this controller handles.
-type Class struct {
-	Name string
-	// Only: handle only Services of class Name, not those with no class.
-	Only bool
-}
+// Class is the load-balancer class rule, shared with the speaker.
+type Class = k8s.Class
 
-// Handles reports whether svc is a LoadBalancer Service of ours.
-func (c Class) Handles(svc *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	if svc.Spec.LoadBalancerClass == nil {
-		return !c.Only
-	}
-	return *svc.Spec.LoadBalancerClass == c.Name
-}
+// Annotation names, shared with the speaker.
+const (
+	AnnotationPool          = k8s.AnnotationPool
+	AnnotationIPs           = k8s.AnnotationIPs
+	AnnotationShare         = k8s.AnnotationShare
+	AnnotationPoolAllocated = k8s.AnnotationPoolAllocated
+)
 
 // serviceRequest translates a Service into what the allocator needs. The
 // error (wrapping allocator.ErrInvalidRequest) is for malformed annotations.
@@ -108,16 +94,7 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 	return req, nil
 }
 
-// statusAddrs returns the IP addresses in a Service's load-balancer status.
-func statusAddrs(svc *corev1.Service) []netip.Addr {
-	var out []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(in.IP); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func statusAddrs(svc *corev1.Service) []netip.Addr { return k8s.StatusAddrs(svc) }
 
 // ingressFor is the load-balancer status herald writes for addrs. ipMode
 // VIP tells kube-proxy the address is delivered to the node with its

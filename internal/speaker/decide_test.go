@@ -1,0 +1,207 @@
+package speaker
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/heraldlb/herald/internal/allocator"
+	"github.com/heraldlb/herald/internal/election"
+)
+
+func mustRange(s string) allocator.Range {
+	r, err := allocator.ParseRange(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func node(name string, mods ...func(*election.NodeInfo)) election.NodeInfo {
+	n := election.NodeInfo{Name: name, Alive: true, Healthy: true, Labels: map[string]string{"kubernetes.io/hostname": name}}
+	for _, m := range mods {
+		m(&n)
+	}
+	return n
+}
+
+func threeNodes() []election.NodeInfo {
+	return []election.NodeInfo{node("node-a"), node("node-b"), node("node-c")}
+}
+
+func l2Pool(name string, ranges ...string) Pool {
+	p := Pool{Name: name, L2: &L2Policy{}}
+	for _, r := range ranges {
+		p.Ranges = append(p.Ranges, mustRange(r))
+	}
+	return p
+}
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+// owners runs Decide for every node and returns which nodes announce each
+// address over layer 2 and BGP.
+func owners(nodes []election.NodeInfo, pools []Pool, svcs []Service) (l2, bgp map[netip.Addr][]string) {
+	l2, bgp = map[netip.Addr][]string{}, map[netip.Addr][]string{}
+	for _, n := range nodes {
+		d := Decide(n.Name, nodes, pools, svcs)
+		for _, a := range d.L2 {
+			l2[a.Addr] = append(l2[a.Addr], n.Name)
+		}
+		for _, a := range d.BGP {
+			bgp[a.Addr] = append(bgp[a.Addr], n.Name)
+		}
+	}
+	return l2, bgp
+}
+
+func TestOneLayer2OwnerPerAddressAndFamiliesTogether(t *testing.T) {
+	nodes := threeNodes()
+	pools := []Pool{l2Pool("lan", "198.51.100.0/24", "2001:db8::/64")}
+	var svcs []Service
+	for i := range 30 {
+		svcs = append(svcs, Service{Key: fmt.Sprintf("ns/s%d", i), Addrs: addrs(fmt.Sprintf("198.51.100.%d", i), fmt.Sprintf("2001:db8::%x", i))})
+	}
+	l2, bgp := owners(nodes, pools, svcs)
+	if len(bgp) != 0 {
+		t.Errorf("BGP announcements from a layer2-only pool: %v", bgp)
+	}
+	for _, s := range svcs {
+		v4, v6 := l2[s.Addrs[0]], l2[s.Addrs[1]]
+		if len(v4) != 1 || len(v6) != 1 || v4[0] != v6[0] {
+			t.Errorf("%s: IPv4 owners %v, IPv6 owners %v; want one node for both", s.Key, v4, v6)
+		}
+	}
+}
+
+func TestCandidateRules(t *testing.T) {
+	sel, _ := labels.Parse("zone=a")
+	pools := []Pool{
+		l2Pool("lan", "198.51.100.0/24"),
+		{Name: "zoned", Ranges: []allocator.Range{mustRange("203.0.113.0/24")}, L2: &L2Policy{NodeSelector: sel}, BGP: &BGPPolicy{NodeSelector: sel}},
+		{Name: "bgp", Ranges: []allocator.Range{mustRange("2001:db8:1::/64")}, BGP: &BGPPolicy{}},
+	}
+	zoneA := func(n *election.NodeInfo) { n.Labels["zone"] = "a" }
+	tests := []struct {
+		name    string
+		nodes   []election.NodeInfo
+		svc     Service
+		wantL2  []string // the possible owners (exactly one must own)
+		wantBGP []string
+	}{
+		{"all eligible", threeNodes(), Service{Key: "ns/a", Addrs: addrs("198.51.100.1")}, []string{"node-a", "node-b", "node-c"}, nil},
+		{"dead, unhealthy, excluded, no network", []election.NodeInfo{
+			node("node-a", func(n *election.NodeInfo) { n.Alive = false }),
+			node("node-b", func(n *election.NodeInfo) { n.Healthy = false }),
+			node("node-c", func(n *election.NodeInfo) { n.Excluded = true }),
+			node("node-d", func(n *election.NodeInfo) { n.NetworkUnavailable = true }),
+			node("node-e"),
+		}, Service{Key: "ns/a", Addrs: addrs("198.51.100.1")}, []string{"node-e"}, nil},
+		{"node selector", []election.NodeInfo{node("node-a"), node("node-b", zoneA), node("node-c", zoneA)},
+			Service{Key: "ns/a", Addrs: addrs("203.0.113.7")}, []string{"node-b", "node-c"}, []string{"node-b", "node-c"}},
+		{"local endpoints", threeNodes(), Service{Key: "ns/a", Addrs: addrs("198.51.100.1"), Local: true, LocalNodes: map[string]bool{"node-c": true}}, []string{"node-c"}, nil},
+		{"local without endpoints: nobody", threeNodes(), Service{Key: "ns/a", Addrs: addrs("198.51.100.1"), Local: true, LocalNodes: map[string]bool{}}, nil, nil},
+		{"local ∩ selector", []election.NodeInfo{node("node-a", zoneA), node("node-b", zoneA), node("node-c")},
+			Service{Key: "ns/a", Addrs: addrs("203.0.113.7"), Local: true, LocalNodes: map[string]bool{"node-b": true, "node-c": true}}, []string{"node-b"}, []string{"node-b"}},
+		{"bgp: every candidate", threeNodes(), Service{Key: "ns/a", Addrs: addrs("2001:db8:1::5")}, nil, []string{"node-a", "node-b", "node-c"}},
+		{"outside every pool: nobody", threeNodes(), Service{Key: "ns/a", Addrs: addrs("198.18.0.1")}, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l2, bgp := owners(tc.nodes, pools, []Service{tc.svc})
+			a := tc.svc.Addrs[0]
+			if tc.wantL2 == nil {
+				if len(l2[a]) != 0 {
+					t.Errorf("layer2 owners %v, want none", l2[a])
+				}
+			} else if len(l2[a]) != 1 || !contains(tc.wantL2, l2[a][0]) {
+				t.Errorf("layer2 owners %v, want exactly one of %v", l2[a], tc.wantL2)
+			}
+			if fmt.Sprint(bgp[a]) != fmt.Sprint(tc.wantBGP) && !(len(bgp[a]) == 0 && tc.wantBGP == nil) {
+				t.Errorf("bgp announcers %v, want %v", bgp[a], tc.wantBGP)
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSharedAddressAndRefused(t *testing.T) {
+	nodes := threeNodes()
+	pools := []Pool{l2Pool("lan", "198.51.100.0/24")}
+	svcs := []Service{
+		{Key: "ns/http", Addrs: addrs("198.51.100.9")},
+		{Key: "ns/dns", Addrs: addrs("198.51.100.9")},
+		{Key: "ns/rogue", Addrs: addrs("203.0.113.66")},
+	}
+	total := 0
+	for _, n := range nodes {
+		d := Decide(n.Name, nodes, pools, svcs)
+		for _, a := range d.L2 {
+			total++
+			if fmt.Sprint(a.Services) != "[ns/dns ns/http]" || a.Pool != "lan" {
+				t.Errorf("announcement %+v", a)
+			}
+		}
+		if got := d.Refused[netip.MustParseAddr("203.0.113.66")]; fmt.Sprint(got) != "[ns/rogue]" {
+			t.Errorf("refused = %v", d.Refused)
+		}
+	}
+	if total != 1 {
+		t.Errorf("shared address announced %d times, want once", total)
+	}
+}
+
+func TestSpread24Over3(t *testing.T) {
+	nodes := threeNodes()
+	pools := []Pool{l2Pool("lan", "198.51.100.0/24")}
+	var svcs []Service
+	for i := range 24 {
+		svcs = append(svcs, Service{Key: fmt.Sprintf("ns/s%02d", i), Addrs: addrs(fmt.Sprintf("198.51.100.%d", 10+i))})
+	}
+	count := map[string]int{}
+	for _, n := range nodes {
+		count[n.Name] = len(Decide(n.Name, nodes, pools, svcs).L2)
+	}
+	for _, n := range nodes {
+		if c := count[n.Name]; c < 3 || c > 13 {
+			t.Errorf("%s owns %d of 24 addresses; want 3–13 (SPEC §5): %v", n.Name, c, count)
+		}
+	}
+	t.Logf("24 addresses over 3 nodes: %v", count)
+}
+
+func BenchmarkDecide10000x100(b *testing.B) {
+	var nodes []election.NodeInfo
+	for i := range 100 {
+		nodes = append(nodes, node(fmt.Sprintf("node-%03d", i)))
+	}
+	pools := []Pool{{Name: "big", Ranges: []allocator.Range{mustRange("198.18.0.0/16")}, L2: &L2Policy{}, BGP: &BGPPolicy{}}}
+	var svcs []Service
+	for i := range 10000 {
+		s := Service{Key: fmt.Sprintf("ns/s%05d", i), Addrs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}}
+		if i%10 == 0 {
+			s.Local, s.LocalNodes = true, map[string]bool{"node-001": true, "node-050": true}
+		}
+		svcs = append(svcs, s)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Decide("node-042", nodes, pools, svcs)
+	}
+}

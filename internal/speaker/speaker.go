@@ -1,0 +1,435 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/heraldlb/herald/internal/allocator"
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	heraldinformers "github.com/heraldlb/herald/internal/client/informers"
+	heraldlisters "github.com/heraldlb/herald/internal/client/listers/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/k8s"
+)
+
+// L2Announcer answers ARP/NDP for exactly the addresses it was last given.
+type L2Announcer interface {
+	Set(ctx context.Context, want []L2Announcement) error
+}
+
+// BGPAnnouncer advertises exactly the addresses it was last given.
+type BGPAnnouncer interface {
+	Set(ctx context.Context, want []BGPAnnouncement) error
+}
+
+// Membership is the speakers' cluster as the decision needs it.
+type Membership interface {
+	Members() []election.Member
+	Changed() <-chan struct{}
+	SetPeers(addrs []netip.AddrPort)
+	SetHealthy(ctx context.Context, healthy bool) error
+	Leave(timeout time.Duration) error
+}
+
+// Event reasons on Services.
+const (
+	EventAnnouncing     = "Announcing"
+	EventAnnounceFailed = "AnnounceFailed"
+)
+
+// Config wires a Speaker.
+type Config struct {
+	NodeName       string
+	MemberlistPort int
+	Kube           kubernetes.Interface
+	Herald         versioned.Interface
+	Class          k8s.Class
+	Membership     Membership
+	L2             L2Announcer  // nil: layer-2 announcements are computed but not made
+	BGP            BGPAnnouncer // nil: likewise for BGP
+	Recorder       record.EventRecorder
+	Log            *slog.Logger
+	Registry       prometheus.Registerer
+	// HandoverDelay is how long a stopping speaker keeps answering after
+	// leaving the cluster, so the next owners take over before it goes quiet.
+	HandoverDelay time.Duration
+}
+
+// Speaker decides and makes this node's announcements.
+type Speaker struct {
+	cfg Config
+	log *slog.Logger
+
+	kubeFactory   kubeinformers.SharedInformerFactory
+	heraldFactory heraldinformers.SharedInformerFactory
+	svcs          corelisters.ServiceLister
+	slices        discoverylisters.EndpointSliceLister
+	nodes         corelisters.NodeLister
+	pools         heraldlisters.IPPoolLister
+
+	trigger chan struct{}
+
+	mu        sync.Mutex
+	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
+	last      Desired
+
+	announcedGauge *prometheus.GaugeVec
+	recomputes     prometheus.Counter
+	refused        prometheus.Gauge
+}
+
+// New builds a Speaker; Run starts it.
+func New(cfg Config) *Speaker {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = &record.FakeRecorder{}
+	}
+	if cfg.HandoverDelay == 0 {
+		cfg.HandoverDelay = 2 * time.Second
+	}
+	s := &Speaker{
+		cfg:       cfg,
+		log:       cfg.Log.With("node", cfg.NodeName),
+		trigger:   make(chan struct{}, 1),
+		announced: map[string]time.Time{},
+		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_speaker_announced_addresses",
+			Help: "Addresses this node announces, by protocol.",
+		}, []string{"protocol"}),
+		recomputes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_speaker_recomputes_total",
+			Help: "Full recomputations of this node's announcements.",
+		}),
+		refused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_speaker_refused_addresses",
+			Help: "Service addresses not announced because they lie in no IPPool.",
+		}),
+	}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(s.announcedGauge, s.recomputes, s.refused)
+	}
+	s.kubeFactory = kubeinformers.NewSharedInformerFactory(cfg.Kube, 0)
+	s.heraldFactory = heraldinformers.NewSharedInformerFactory(cfg.Herald, 0)
+	svcInf := s.kubeFactory.Core().V1().Services()
+	epsInf := s.kubeFactory.Discovery().V1().EndpointSlices()
+	nodeInf := s.kubeFactory.Core().V1().Nodes()
+	poolInf := s.heraldFactory.Herald().V1alpha1().IPPools()
+	s.svcs, s.slices, s.nodes, s.pools = svcInf.Lister(), epsInf.Lister(), nodeInf.Lister(), poolInf.Lister()
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.poke() },
+		UpdateFunc: func(any, any) { s.poke() },
+		DeleteFunc: func(any) { s.poke() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), epsInf.Informer(), poolInf.Informer()} {
+		_, _ = inf.AddEventHandler(poke)
+	}
+	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.nodesChanged() },
+		UpdateFunc: func(any, any) { s.nodesChanged() },
+		DeleteFunc: func(any) { s.nodesChanged() },
+	})
+	return s
+}
+
+func (s *Speaker) poke() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// nodesChanged refreshes the memberlist peers from the Nodes' InternalIPs:
+// speakers run with hostNetwork, so a node's address is its speaker's.
+func (s *Speaker) nodesChanged() {
+	nodes, _ := s.nodes.List(labels.Everything())
+	var peers []netip.AddrPort
+	for _, n := range nodes {
+		if n.Name == s.cfg.NodeName {
+			continue
+		}
+		if ips := k8s.NodeInternalIPs(n); len(ips) > 0 {
+			peers = append(peers, netip.AddrPortFrom(ips[0], uint16(s.cfg.MemberlistPort)))
+		}
+	}
+	s.cfg.Membership.SetPeers(peers)
+	s.poke()
+}
+
+// Run starts the informers and reconciles until ctx ends; then it leaves
+// the cluster, keeps answering for HandoverDelay and withdraws everything.
+func (s *Speaker) Run(ctx context.Context) error {
+	s.kubeFactory.Start(ctx.Done())
+	s.heraldFactory.Start(ctx.Done())
+	defer s.kubeFactory.Shutdown()
+	defer s.heraldFactory.Shutdown()
+	for typ, ok := range s.kubeFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
+		}
+	}
+	for typ, ok := range s.heraldFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
+		}
+	}
+	s.nodesChanged()
+	for {
+		select {
+		case <-ctx.Done():
+			return s.shutdown()
+		case <-s.trigger:
+		case <-s.cfg.Membership.Changed():
+		}
+		s.reconcile(ctx)
+	}
+}
+
+// shutdown hands over gracefully: leaving first makes the other speakers
+// re-elect while this one still answers, so clients never see a gap.
+func (s *Speaker) shutdown() error {
+	s.log.Info("leaving the speaker cluster for a graceful handover", "handover", s.cfg.HandoverDelay.String())
+	if err := s.cfg.Membership.Leave(s.cfg.HandoverDelay); err != nil {
+		s.log.Warn("leaving memberlist", "err", err)
+	}
+	time.Sleep(s.cfg.HandoverDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.apply(ctx, Desired{})
+	return nil
+}
+
+// Snapshot returns the last decision, for tests and status.
+func (s *Speaker) Snapshot() Desired {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+func (s *Speaker) reconcile(ctx context.Context) {
+	s.recomputes.Inc()
+	d := Decide(s.cfg.NodeName, s.nodeInfos(), s.poolInfos(), s.serviceInfos())
+	s.refused.Set(float64(len(d.Refused)))
+	s.apply(ctx, d)
+}
+
+func (s *Speaker) apply(ctx context.Context, d Desired) {
+	if s.cfg.L2 != nil {
+		if err := s.cfg.L2.Set(ctx, d.L2); err != nil {
+			s.log.Error("layer2 announcer refused the desired state", "err", err)
+			s.eventFailed(d.L2Services(), "layer2", err)
+		}
+	}
+	if s.cfg.BGP != nil {
+		if err := s.cfg.BGP.Set(ctx, d.BGP); err != nil {
+			s.log.Error("bgp announcer refused the desired state", "err", err)
+			s.eventFailed(d.BGPServices(), "bgp", err)
+		}
+	}
+	s.announcedGauge.WithLabelValues("layer2").Set(float64(len(d.L2)))
+	s.announcedGauge.WithLabelValues("bgp").Set(float64(len(d.BGP)))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	next := map[string]time.Time{}
+	for _, a := range d.L2 {
+		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces)
+	}
+	for _, a := range d.BGP {
+		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers)
+	}
+	s.announced, s.last = next, d
+}
+
+// since keeps the start time of a continuing announcement and records an
+// Event for a new one: Events are written per change, never per recompute.
+func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []string) time.Time {
+	if t, ok := s.announced[key]; ok {
+		return t
+	}
+	proto := key[:len(key)-len(addr.String())-1]
+	s.log.Info("announcing", "ip", addr, "protocol", proto, "service", svcs, "via", via)
+	for _, key := range svcs {
+		if svc := s.service(key); svc != nil {
+			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (via %v)", addr, s.cfg.NodeName, proto, via)
+		}
+	}
+	return now
+}
+
+func (s *Speaker) eventFailed(svcs []string, proto string, err error) {
+	for _, key := range svcs {
+		if svc := s.service(key); svc != nil {
+			s.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, EventAnnounceFailed, "node %s cannot announce over %s: %v", s.cfg.NodeName, proto, err)
+		}
+	}
+}
+
+func (s *Speaker) service(key string) *corev1.Service {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	svc, err := s.svcs.Services(ns).Get(name)
+	if err != nil {
+		return nil
+	}
+	return svc
+}
+
+// L2Services lists the Services of the layer-2 announcements.
+func (d Desired) L2Services() []string {
+	var out []string
+	for _, a := range d.L2 {
+		out = append(out, a.Services...)
+	}
+	return out
+}
+
+// BGPServices lists the Services of the BGP announcements.
+func (d Desired) BGPServices() []string {
+	var out []string
+	for _, a := range d.BGP {
+		out = append(out, a.Services...)
+	}
+	return out
+}
+
+func (s *Speaker) nodeInfos() []election.NodeInfo {
+	members := map[string]election.Member{}
+	for _, m := range s.cfg.Membership.Members() {
+		members[m.Name] = m
+	}
+	nodes, _ := s.nodes.List(labels.Everything())
+	out := make([]election.NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		m, alive := members[n.Name]
+		_, excluded := n.Labels[k8s.LabelExcludeFromLB]
+		info := election.NodeInfo{Name: n.Name, Labels: n.Labels, Excluded: excluded, Alive: alive, Healthy: alive && m.Healthy}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+				info.NetworkUnavailable = true
+			}
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+func (s *Speaker) poolInfos() []Pool {
+	pools, _ := s.pools.List(labels.Everything())
+	out := make([]Pool, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, poolInfo(p, s.log))
+	}
+	return out
+}
+
+func poolInfo(p *heraldv1.IPPool, log *slog.Logger) Pool {
+	info := Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs}
+	for _, a := range p.Spec.Addresses {
+		r, err := allocator.ParseRange(a)
+		if err != nil {
+			// The controller reports the pool; an address it cannot
+			// parse is simply never announced.
+			continue
+		}
+		info.Ranges = append(info.Ranges, r)
+	}
+	sel := func(ls *metav1.LabelSelector) labels.Selector {
+		if ls == nil {
+			return nil
+		}
+		s, err := metav1.LabelSelectorAsSelector(ls)
+		if err != nil {
+			log.Warn("ignoring pool with a bad node selector", "pool", p.Name, "err", err)
+			return labels.Nothing()
+		}
+		return s
+	}
+	if l2 := p.Spec.Announce.Layer2; l2 != nil {
+		info.L2 = &L2Policy{Interfaces: l2.Interfaces, NodeSelector: sel(l2.NodeSelector)}
+	}
+	if b := p.Spec.Announce.BGP; b != nil {
+		info.BGP = &BGPPolicy{Peers: b.Peers, NodeSelector: sel(b.NodeSelector), Communities: b.Communities,
+			LargeCommunities: b.LargeCommunities, LocalPref: b.LocalPref, AggregationLength: 32, AggregationLengthV6: 128}
+		if b.AggregationLength != nil {
+			info.BGP.AggregationLength = int(*b.AggregationLength)
+		}
+		if b.AggregationLengthV6 != nil {
+			info.BGP.AggregationLengthV6 = int(*b.AggregationLengthV6)
+		}
+	}
+	return info
+}
+
+func (s *Speaker) serviceInfos() []Service {
+	svcs, _ := s.svcs.List(labels.Everything())
+	out := make([]Service, 0, len(svcs))
+	for _, svc := range svcs {
+		if !s.cfg.Class.Handles(svc) {
+			continue
+		}
+		addrs := k8s.StatusAddrs(svc)
+		if len(addrs) == 0 {
+			continue
+		}
+		info := Service{Key: svc.Namespace + "/" + svc.Name, Addrs: addrs, PoolHint: svc.Annotations[k8s.AnnotationPoolAllocated]}
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			info.Local, info.LocalNodes = true, s.localNodes(svc)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// localNodes are the nodes with a ready or serving endpoint of svc.
+func (s *Speaker) localNodes(svc *corev1.Service) map[string]bool {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
+	eps, _ := s.slices.EndpointSlices(svc.Namespace).List(sel)
+	out := map[string]bool{}
+	for _, es := range eps {
+		for _, ep := range es.Endpoints {
+			if ep.NodeName == nil {
+				continue
+			}
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ep.Conditions.Serving != nil && *ep.Conditions.Serving
+			if ready || serving {
+				out[*ep.NodeName] = true
+			}
+		}
+	}
+	return out
+}
+
+// Announced lists this node's current announcements with their start
+// times, sorted, for status output.
+func (s *Speaker) Announced() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.announced))
+	for k, t := range s.announced {
+		out = append(out, k+" since "+strconv.FormatInt(t.Unix(), 10))
+	}
+	slices.Sort(out)
+	return out
+}
