@@ -259,4 +259,3 @@ func setEndpoints(t *testing.T, kube kubernetes.Interface, svc, node string) {
 		t.Fatal(err)
 	}
 }
-
