@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -102,6 +103,7 @@ func (c *Common) RESTConfig(userAgent string) (*rest.Config, error) {
 		return nil, fmt.Errorf("loading the cluster configuration: %w", err)
 	}
 	cfg.UserAgent = userAgent + "/" + version.Version
+	k8s.PatientDial(cfg)
 	return cfg, nil
 }
 

@@ -421,3 +421,30 @@ func TestConcurrentCreatesNoDuplicates(t *testing.T) {
 	}
 	e.waitPool("big", func(p *heraldv1.IPPool) bool { return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == n })
 }
+
+// TestAPIServerOutage stops the API server for 20 s: nothing the controller
+// wrote is lost, and it notices a Service created after the API returns
+// within a redial interval instead of client-go's backoff of up to a minute.
+func TestAPIServerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 s outage; skipped with -short")
+	}
+	e := newEnv(t)
+	e.createPool("lan", nil, "198.51.100.0/28")
+	e.startController()
+	e.createSvc("before", nil)
+	e.waitIPs("before", "198.51.100.0")
+
+	if err := cluster.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Second)
+	if err := cluster.StartAPIServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	e.createSvc("after", nil)
+	e.waitIPs("after", "198.51.100.1")
+	t.Logf("Service created after a 20 s API outage assigned %v after the API server was ready again", time.Since(back).Round(time.Millisecond))
+	e.waitIPs("before", "198.51.100.0")
+}

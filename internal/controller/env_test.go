@@ -19,12 +19,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/testcluster"
 )
 
@@ -137,9 +139,14 @@ func (e *env) startController() {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	bc := record.NewBroadcaster(record.WithContext(ctx))
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.kube.CoreV1().Events("")})
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kubernetes.NewForConfigOrDie(cluster.Config).CoreV1().Events("")})
+	// The controller gets its own clients, patient with an unreachable API
+	// server as the binaries are; the test's own clients fail fast.
+	cfg := rest.CopyConfig(cluster.Config)
+	k8s.PatientDial(cfg)
+	kube, herald := kubernetes.NewForConfigOrDie(cfg), versioned.NewForConfigOrDie(cfg)
 	ctrl := New(Config{
-		Kube: e.kube, Herald: e.herald, Class: e.class,
+		Kube: kube, Herald: herald, Class: e.class,
 		Recorder:        bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-controller"}),
 		Log:             slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		PoolStatusDelay: 50 * time.Millisecond,
