@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/heraldlb/herald/internal/allocator"
+	"github.com/heraldlb/herald/internal/k8s"
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	heraldinformers "github.com/heraldlb/herald/internal/client/informers"
@@ -182,15 +183,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.heraldFactory.Start(ctx.Done())
 	defer c.kubeFactory.Shutdown()
 	defer c.heraldFactory.Shutdown()
-	for typ, ok := range c.kubeFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
-		}
-	}
-	for typ, ok := range c.heraldFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
-		}
+	if err := k8s.WaitForSync(ctx, c.kubeFactory, c.heraldFactory); err != nil {
+		return err
 	}
 	start := time.Now()
 	n, err := c.restore()

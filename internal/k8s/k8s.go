@@ -1,7 +1,10 @@
 package k8s
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
+	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -64,4 +67,21 @@ func NodeInternalIPs(n *corev1.Node) []netip.Addr {
 		}
 	}
 	return append(v4, v6...)
+}
+
+// Syncer is an informer factory (client-go's or herald's generated one).
+type Syncer interface {
+	WaitForCacheSync(stopCh <-chan struct{}) map[reflect.Type]bool
+}
+
+// WaitForSync waits until every informer of every factory has synced.
+func WaitForSync(ctx context.Context, factories ...Syncer) error {
+	for _, f := range factories {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
+			}
+		}
+	}
+	return nil
 }

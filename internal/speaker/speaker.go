@@ -2,7 +2,6 @@ package speaker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -183,15 +182,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.heraldFactory.Start(ctx.Done())
 	defer s.kubeFactory.Shutdown()
 	defer s.heraldFactory.Shutdown()
-	for typ, ok := range s.kubeFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
-		}
-	}
-	for typ, ok := range s.heraldFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("waiting for %v informer to sync: %w", typ, ctx.Err())
-		}
+	if err := k8s.WaitForSync(ctx, s.kubeFactory, s.heraldFactory); err != nil {
+		return err
 	}
 	s.nodesChanged()
 	for {
