@@ -85,7 +85,8 @@ type Speaker struct {
 	nodes         corelisters.NodeLister
 	pools         heraldlisters.IPPoolLister
 
-	trigger chan struct{}
+	trigger    chan struct{}
+	reportPoke chan struct{}
 
 	mu        sync.Mutex
 	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
@@ -110,7 +111,8 @@ func New(cfg Config) *Speaker {
 	s := &Speaker{
 		cfg:       cfg,
 		log:       cfg.Log.With("node", cfg.NodeName),
-		trigger:   make(chan struct{}, 1),
+		trigger:    make(chan struct{}, 1),
+		reportPoke: make(chan struct{}, 1),
 		announced: map[string]time.Time{},
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_speaker_announced_addresses",
@@ -186,10 +188,29 @@ func (s *Speaker) Run(ctx context.Context) error {
 		return err
 	}
 	s.nodesChanged()
+	reportCtx, stopReports := context.WithCancel(context.Background())
+	reportsDone := make(chan struct{})
+	go func() {
+		defer close(reportsDone)
+		s.runReports(reportCtx)
+	}()
+	defer func() {
+		stopReports()
+		<-reportsDone
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			return s.shutdown()
+			err := s.shutdown()
+			stopReports()
+			<-reportsDone
+			// A last report says this node announces nothing any more.
+			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if werr := s.writeReport(final, s.report()); werr != nil {
+				s.log.Warn("writing final Speaker status", "err", werr)
+			}
+			return err
 		case <-s.trigger:
 		case <-s.cfg.Membership.Changed():
 		}
@@ -252,6 +273,7 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers)
 	}
 	s.announced, s.last = next, d
+	s.pokeReport()
 }
 
 // since keeps the start time of a continuing announcement and records an

@@ -169,6 +169,29 @@ func TestSpeakersElectAndFailOver(t *testing.T) {
 		}
 	}
 
+	// Each node reports its announcements in its Speaker object.
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := herald.HeraldV1alpha1().Speakers().List(ctx, metav1.ListOptions{})
+		if err != nil || len(list.Items) != 3 {
+			return false, nil
+		}
+		for _, sp := range list.Items {
+			if !sp.Status.Healthy || sp.Status.Members != 3 || int(sp.Status.Layer2Count) != count[sp.Name] || len(sp.Status.Announcements) != count[sp.Name] {
+				return false, nil
+			}
+			for _, a := range sp.Status.Announcements {
+				if a.Protocol != "layer2" || a.Pool != "lan" || len(a.Services) != 1 || a.Since.IsZero() {
+					t.Errorf("%s reports %+v", sp.Name, a)
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		list, _ := herald.HeraldV1alpha1().Speakers().List(ctx, metav1.ListOptions{})
+		t.Fatalf("Speaker reports never matched %v: %+v", count, list)
+	}
+
 	// Crash node-b (no leave): its addresses move, the others' stay.
 	before := own
 	crash := time.Now()

@@ -57,6 +57,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Herald().V1alpha1().BGPPeers().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("ippools"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Herald().V1alpha1().IPPools().Informer()}, nil
+	case v1alpha1.SchemeGroupVersion.WithResource("speakers"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Herald().V1alpha1().Speakers().Informer()}, nil
 
 	}
 

@@ -28,6 +28,8 @@ type Interface interface {
 	BGPPeers() TypedBGPPeerInformer
 	// IPPools returns a IPPoolInformer.
 	IPPools() TypedIPPoolInformer
+	// Speakers returns a SpeakerInformer.
+	Speakers() TypedSpeakerInformer
 }
 
 type version struct {
@@ -49,4 +51,9 @@ func (v *version) BGPPeers() TypedBGPPeerInformer {
 // IPPools returns a TypedIPPoolInformer.
 func (v *version) IPPools() TypedIPPoolInformer {
 	return &iPPoolInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
+}
+
+// Speakers returns a TypedSpeakerInformer.
+func (v *version) Speakers() TypedSpeakerInformer {
+	return &speakerInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }

@@ -25,3 +25,7 @@ type BGPPeerListerExpansion interface{}
 // IPPoolListerExpansion allows custom methods to be added to
 // IPPoolLister.
 type IPPoolListerExpansion interface{}
+
+// SpeakerListerExpansion allows custom methods to be added to
+// SpeakerLister.
+type SpeakerListerExpansion interface{}

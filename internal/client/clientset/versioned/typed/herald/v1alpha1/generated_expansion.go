@@ -21,3 +21,5 @@ package v1alpha1
 type BGPPeerExpansion interface{}
 
 type IPPoolExpansion interface{}
+
+type SpeakerExpansion interface{}

@@ -30,6 +30,7 @@ type HeraldV1alpha1Interface interface {
 	RESTClient() rest.Interface
 	BGPPeersGetter
 	IPPoolsGetter
+	SpeakersGetter
 }
 
 // HeraldV1alpha1Client is used to interact with features provided by the herald.dev group.
@@ -43,6 +44,10 @@ func (c *HeraldV1alpha1Client) BGPPeers() BGPPeerInterface {
 
 func (c *HeraldV1alpha1Client) IPPools() IPPoolInterface {
 	return newIPPools(c)
+}
+
+func (c *HeraldV1alpha1Client) Speakers() SpeakerInterface {
+	return newSpeakers(c)
 }
 
 // NewForConfig creates a new HeraldV1alpha1Client for the given config.

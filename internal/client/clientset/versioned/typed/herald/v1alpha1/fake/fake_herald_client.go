@@ -36,6 +36,10 @@ func (c *FakeHeraldV1alpha1) IPPools() v1alpha1.IPPoolInterface {
 	return newFakeIPPools(c)
 }
 
+func (c *FakeHeraldV1alpha1) Speakers() v1alpha1.SpeakerInterface {
+	return newFakeSpeakers(c)
+}
+
 // RESTClient returns a RESTClient that is used to communicate
 // with API server by this client implementation.
 func (c *FakeHeraldV1alpha1) RESTClient() rest.Interface {

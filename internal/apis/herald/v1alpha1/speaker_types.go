@@ -1,0 +1,112 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Speaker reports what the herald-speaker on one node announces. There is
+// one per node, named after it, written only by that node's speaker and
+// only when its announcements, health or view of the cluster change, so
+// it costs writes in proportion to changes, never per Service event.
+// `heraldctl status` joins these into a per-address view; `kubectl get
+// speakers` shows one line per node.
+//
+// +genclient
+// +genclient:nonNamespaced
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=herald
+// +kubebuilder:printcolumn:name="Healthy",type=boolean,JSONPath=".status.healthy"
+// +kubebuilder:printcolumn:name="Layer2",type=integer,JSONPath=".status.layer2Count"
+// +kubebuilder:printcolumn:name="BGP",type=integer,JSONPath=".status.bgpCount"
+// +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=".status.members"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+type Speaker struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// status is written by the node's speaker.
+	// +optional
+	Status SpeakerStatus `json:"status,omitzero"`
+}
+
+// SpeakerStatus is one node's announcements.
+type SpeakerStatus struct {
+	// healthy is the node's own health check: announcing interface up
+	// and kube-proxy healthy. An unhealthy node announces nothing.
+	// +optional
+	Healthy bool `json:"healthy"`
+
+	// members is how many speakers (this one included) this node sees
+	// alive in the memberlist cluster. Nodes that disagree indicate a
+	// partition.
+	// +optional
+	Members int32 `json:"members"`
+
+	// liveMembers names the speakers this node sees alive; a node whose
+	// Speaker object claims announcements but that no live speaker lists
+	// has stopped without withdrawing its report.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	LiveMembers []string `json:"liveMembers,omitempty"`
+
+	// layer2Count and bgpCount count the announcements below.
+	// +optional
+	Layer2Count int32 `json:"layer2Count"`
+	// +optional
+	BGPCount int32 `json:"bgpCount"`
+
+	// announcements are the addresses this node announces now.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100000
+	Announcements []Announcement `json:"announcements,omitempty"`
+
+	// updated is when this report was written.
+	// +optional
+	Updated metav1.Time `json:"updated,omitzero"`
+}
+
+// Announcement is one address a node announces over one protocol.
+type Announcement struct {
+	// address announced.
+	// +kubebuilder:validation:MaxLength=45
+	Address string `json:"address"`
+	// protocol is layer2 or bgp.
+	// +kubebuilder:validation:Enum=layer2;bgp
+	Protocol string `json:"protocol"`
+	// pool the address belongs to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Pool string `json:"pool,omitempty"`
+	// services using the address, namespace/name.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=317
+	Services []string `json:"services,omitempty"`
+	// via names the interfaces (layer2) or BGP peers (bgp) used; empty
+	// means chosen automatically.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	Via []string `json:"via,omitempty"`
+	// since is when this node started announcing the address.
+	Since metav1.Time `json:"since"`
+}
+
+// SpeakerList is a list of Speakers.
+//
+// +kubebuilder:object:root=true
+type SpeakerList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// items are the Speakers.
+	Items []Speaker `json:"items"`
+}

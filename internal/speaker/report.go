@@ -1,0 +1,102 @@
+package speaker
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+)
+
+// reportInterval bounds how often a node rewrites its Speaker object: a
+// burst of changes (a failover moving a thousand addresses) costs one
+// write, and the object always ends up showing the final state.
+const reportInterval = time.Second
+
+func (s *Speaker) pokeReport() {
+	select {
+	case s.reportPoke <- struct{}{}:
+	default:
+	}
+}
+
+// report builds this node's Speaker status from the last decision.
+func (s *Speaker) report() heraldv1.SpeakerStatus {
+	members := s.cfg.Membership.Members()
+	st := heraldv1.SpeakerStatus{Members: int32(len(members))}
+	for _, m := range members {
+		st.LiveMembers = append(st.LiveMembers, m.Name)
+		if m.Name == s.cfg.NodeName {
+			st.Healthy = m.Healthy
+		}
+	}
+	slices.Sort(st.LiveMembers)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	add := func(proto string, addr netip.Addr, pool string, svcs, via []string) {
+		st.Announcements = append(st.Announcements, heraldv1.Announcement{
+			Address: addr.String(), Protocol: proto, Pool: pool, Services: svcs, Via: via,
+			Since: metav1.NewTime(s.announced[proto+"/"+addr.String()].Truncate(time.Second)),
+		})
+	}
+	for _, a := range s.last.L2 {
+		add("layer2", a.Addr, a.Pool, a.Services, a.Interfaces)
+	}
+	for _, a := range s.last.BGP {
+		add("bgp", a.Addr, a.Pool, a.Services, a.Policy.Peers)
+	}
+	st.Layer2Count, st.BGPCount = int32(len(s.last.L2)), int32(len(s.last.BGP))
+	return st
+}
+
+// runReports writes the Speaker object whenever the report changes, at
+// most once per reportInterval, until ctx ends. Writes happen here and
+// not in the decision loop, so an unreachable API server never delays an
+// announcement.
+func (s *Speaker) runReports(ctx context.Context) {
+	var written *heraldv1.SpeakerStatus
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reportPoke:
+		}
+		st := s.report()
+		if written != nil && equality.Semantic.DeepEqual(*written, st) {
+			continue
+		}
+		if err := s.writeReport(ctx, st); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("writing Speaker status", "err", err)
+				s.pokeReport() // try again after the interval
+			}
+		} else {
+			written = &st
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(reportInterval):
+		}
+	}
+}
+
+func (s *Speaker) writeReport(ctx context.Context, st heraldv1.SpeakerStatus) error {
+	api := s.cfg.Herald.HeraldV1alpha1().Speakers()
+	cur, err := api.Get(ctx, s.cfg.NodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cur, err = api.Create(ctx, &heraldv1.Speaker{ObjectMeta: metav1.ObjectMeta{Name: s.cfg.NodeName}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return err
+	}
+	cur.Status = st
+	cur.Status.Updated = metav1.NewTime(time.Now().Truncate(time.Second))
+	_, err = api.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
