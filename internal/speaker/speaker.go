@@ -109,11 +109,11 @@ func New(cfg Config) *Speaker {
 		cfg.HandoverDelay = 2 * time.Second
 	}
 	s := &Speaker{
-		cfg:       cfg,
-		log:       cfg.Log.With("node", cfg.NodeName),
+		cfg:        cfg,
+		log:        cfg.Log.With("node", cfg.NodeName),
 		trigger:    make(chan struct{}, 1),
 		reportPoke: make(chan struct{}, 1),
-		announced: map[string]time.Time{},
+		announced:  map[string]time.Time{},
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_speaker_announced_addresses",
 			Help: "Addresses this node announces, by protocol.",
