@@ -13,15 +13,15 @@ import (
 // spec; else its requested addresses; else its named pool; else the
 // eligible autoAssign pools in priority order. It is transactional: on
 // error nothing changes and the Service keeps its previous assignment, so a
-// bad edit never costs a working address.
+// bad edit never costs a working address. The allocator keeps svc, and the
+// returned Addrs are shared with it: neither may be modified afterwards.
 func (a *Allocator) Allocate(svc *Service) (Assignment, error) {
 	fams, err := wantedFamilies(svc)
 	if err != nil {
 		return Assignment{}, err
 	}
-	cur := a.services[svc.Key]
-	if cur != nil {
-		keep, err := a.keeps(svc, cur, fams)
+	if cur, ok := a.services[svc.Key]; ok {
+		keep, err := a.keeps(svc, &cur, fams)
 		if err != nil {
 			return Assignment{}, err
 		}
@@ -43,7 +43,7 @@ func (a *Allocator) Allocate(svc *Service) (Assignment, error) {
 // wantedFamilies returns the families to allocate, primary first, and
 // validates the requested addresses against them.
 func wantedFamilies(svc *Service) ([]Family, error) {
-	fams := slices.Clone(svc.Families)
+	fams := svc.Families // read-only: sliced, never written
 	if len(fams) == 2 && fams[0] == fams[1] || len(fams) > 2 {
 		return nil, fmt.Errorf("%w: ipFamilies %v", ErrInvalidRequest, fams)
 	}
@@ -181,19 +181,23 @@ func (a *Allocator) choose(svc *Service, fams []Family) (Assignment, error) {
 	}
 	// PreferDualStack first looks for a pool that can give both families,
 	// then settles for the first that gives one.
-	passes := []FamilyPolicy{svc.Policy}
+	passes := 1
 	if svc.Policy == PreferDualStack && len(fams) == 2 {
-		passes = []FamilyPolicy{RequireDualStack, PreferDualStack}
+		passes = 2
 	}
 	var firstErr error
-	for _, policy := range passes {
-		try := *svc
-		try.Policy = policy
+	for pass := range passes {
+		try := svc
+		if passes == 2 && pass == 0 {
+			strict := *svc
+			strict.Policy = RequireDualStack
+			try = &strict
+		}
 		for _, p := range a.auto {
 			if p.allows(svc) != nil {
 				continue
 			}
-			as, err := a.fromPool(&try, p, fams)
+			as, err := a.fromPool(try, p, fams)
 			if err == nil {
 				return as, nil
 			}
@@ -298,7 +302,7 @@ func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (neti
 		}
 		return want, nil
 	}
-	if cur := a.services[svc.Key]; cur != nil {
+	if cur, ok := a.services[svc.Key]; ok {
 		for _, ad := range cur.Addrs {
 			if FamilyOf(ad) == f && p.contains(ad) && compatible(svc, ad, a.used[ad]) == nil {
 				return ad, nil

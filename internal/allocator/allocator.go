@@ -65,7 +65,13 @@ type Assignment struct {
 type addrState struct {
 	pool     string
 	shareKey string
-	users    map[string]*Service
+	// users is a slice, not a map: almost every address has one user, and
+	// this is on the allocation path.
+	users []*Service
+}
+
+func (st *addrState) has(key string) bool {
+	return slices.ContainsFunc(st.users, func(u *Service) bool { return u.Key == key })
 }
 
 // Allocator tracks pools and assignments. It is not safe for concurrent use:
@@ -78,8 +84,7 @@ type Allocator struct {
 	// auto is the ready autoAssign pools in allocation order.
 	auto     []*pool
 	used     map[netip.Addr]*addrState
-	services map[string]*Assignment
-	svcs     map[string]*Service
+	services map[string]Assignment
 	// shared indexes addresses by sharing key so a Service with a key finds
 	// its partners without scanning.
 	shared map[string]map[netip.Addr]struct{}
@@ -95,8 +100,7 @@ func New() *Allocator {
 	return &Allocator{
 		pools:    map[string]*pool{},
 		used:     map[netip.Addr]*addrState{},
-		services: map[string]*Assignment{},
-		svcs:     map[string]*Service{},
+		services: map[string]Assignment{},
 		shared:   map[string]map[netip.Addr]struct{}{},
 	}
 }
@@ -301,7 +305,6 @@ func (a *Allocator) Release(key string) []netip.Addr {
 		}
 	}
 	delete(a.services, key)
-	delete(a.svcs, key)
 	return freed
 }
 
@@ -311,7 +314,7 @@ func (a *Allocator) unuse(key string, ad netip.Addr) bool {
 	if !ok {
 		return false
 	}
-	delete(st.users, key)
+	st.users = slices.DeleteFunc(st.users, func(u *Service) bool { return u.Key == key })
 	if len(st.users) > 0 {
 		return false
 	}
@@ -331,15 +334,14 @@ func (a *Allocator) unuse(key string, ad netip.Addr) bool {
 	return true
 }
 
-// record marks every address of as used by svc.
+// record marks every address of as used by svc. It keeps svc itself:
+// callers hand over a Service they no longer modify.
 func (a *Allocator) record(svc *Service, as Assignment) {
-	s := *svc
-	a.svcs[svc.Key] = &s
-	a.services[svc.Key] = &as
+	a.services[svc.Key] = as
 	for _, ad := range as.Addrs {
 		st, ok := a.used[ad]
 		if !ok {
-			st = &addrState{pool: as.Pool, shareKey: svc.SharingKey, users: map[string]*Service{}}
+			st = &addrState{pool: as.Pool, shareKey: svc.SharingKey}
 			a.used[ad] = st
 			if p := a.readyPoolFor(ad); p != nil {
 				p.take(ad)
@@ -354,21 +356,16 @@ func (a *Allocator) record(svc *Service, as Assignment) {
 				a.shared[svc.SharingKey][ad] = struct{}{}
 			}
 		}
-		st.users[svc.Key] = &s
+		st.users = append(st.users, svc)
 	}
 }
 
 // compatible reports whether svc may use ad alongside its current users.
 func compatible(svc *Service, ad netip.Addr, st *addrState) error {
-	var others []*Service
-	for k, u := range st.users {
-		if k != svc.Key {
-			others = append(others, u)
-		}
-	}
-	if len(others) == 0 {
+	if len(st.users) == 0 || len(st.users) == 1 && st.users[0].Key == svc.Key {
 		return nil
 	}
+	others := slices.DeleteFunc(slices.Clone(st.users), func(u *Service) bool { return u.Key == svc.Key })
 	slices.SortFunc(others, func(x, y *Service) int { return strings.Compare(x.Key, y.Key) })
 	if svc.SharingKey == "" || st.shareKey != svc.SharingKey {
 		hint := "it has no sharing key"

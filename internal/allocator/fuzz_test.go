@@ -133,7 +133,7 @@ func checkInvariants(t *testing.T, a *Allocator) {
 	for key, as := range a.services {
 		for _, ad := range as.Addrs {
 			st, ok := a.used[ad]
-			if !ok || st.users[key] == nil {
+			if !ok || !st.has(key) {
 				t.Fatalf("%s holds %s but the address does not list it", key, ad)
 			}
 		}
@@ -143,9 +143,9 @@ func checkInvariants(t *testing.T, a *Allocator) {
 			t.Fatalf("%s used by nobody", ad)
 		}
 		var list []*Service
-		for k, u := range st.users {
-			if as := a.services[k]; as == nil {
-				t.Fatalf("%s lists %s, which holds nothing", ad, k)
+		for _, u := range st.users {
+			if _, ok := a.services[u.Key]; !ok {
+				t.Fatalf("%s lists %s, which holds nothing", ad, u.Key)
 			}
 			list = append(list, u)
 		}
