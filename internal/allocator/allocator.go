@@ -111,7 +111,7 @@ func New() *Allocator {
 func (a *Allocator) SetPools(cfgs []PoolConfig) map[string]PoolState {
 	next := make(map[string]*pool, len(cfgs))
 	for _, c := range cfgs {
-		p := &pool{cfg: c, addrs: map[netip.Addr]struct{}{}, state: PoolState{Ready: true, Reason: ReasonValid}}
+		p := &pool{cfg: c, state: PoolState{Ready: true, Reason: ReasonValid}}
 		var bad []string
 		for _, s := range c.Addresses {
 			r, err := ParseRange(s)
@@ -130,7 +130,7 @@ func (a *Allocator) SetPools(cfgs []PoolConfig) map[string]PoolState {
 			p.state = PoolState{Reason: ReasonInvalidAddresses, Message: msg}
 		}
 		if old, ok := a.pools[c.Name]; ok {
-			p.addrs = old.addrs
+			p.allocated = old.allocated
 		}
 		next[c.Name] = p
 	}
@@ -159,7 +159,7 @@ func (a *Allocator) SetPools(cfgs []PoolConfig) map[string]PoolState {
 	// Pools that still have addresses but vanished from the config keep
 	// their bookkeeping so those addresses stay accounted for.
 	for name, old := range a.pools {
-		if _, ok := next[name]; !ok && len(old.addrs) > 0 {
+		if _, ok := next[name]; !ok && old.allocated != [2]int{} {
 			old.state = PoolState{Reason: ReasonInvalidAddresses, Message: "IPPool was deleted while addresses were in use"}
 			old.deleted = true
 			old.ranges = nil
@@ -326,7 +326,7 @@ func (a *Allocator) unuse(key string, ad netip.Addr) bool {
 		}
 	}
 	if p, ok := a.pools[st.pool]; ok {
-		delete(p.addrs, ad)
+		p.allocated[FamilyOf(ad)]--
 	}
 	if p := a.readyPoolFor(ad); p != nil {
 		p.give(ad)
@@ -347,7 +347,7 @@ func (a *Allocator) record(svc *Service, as Assignment) {
 				p.take(ad)
 			}
 			if p, ok := a.pools[as.Pool]; ok {
-				p.addrs[ad] = struct{}{}
+				p.allocated[FamilyOf(ad)]++
 			}
 			if svc.SharingKey != "" {
 				if a.shared[svc.SharingKey] == nil {

@@ -57,8 +57,9 @@ type pool struct {
 	// taken counts addresses removed from free, per family: free = total - taken.
 	taken [2]int64
 	total [2]*big.Int
-	// addrs are the addresses attributed to this pool, in or outside its spec.
-	addrs map[netip.Addr]struct{}
+	// allocated counts the addresses attributed to this pool, in or
+	// outside its spec, per family.
+	allocated [2]int
 	// deleted pools are kept only to account for addresses still in use.
 	deleted bool
 }

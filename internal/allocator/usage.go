@@ -30,8 +30,8 @@ func (u Usage) Has(f Family) bool {
 }
 
 // PoolUsage reports a pool's counts; ok is false for an unknown pool.
-// It walks the pool's allocated addresses, so callers compute it when they
-// write status, not per allocation.
+// Finding addresses outside the spec walks every address in use, so
+// callers compute it when they write status, not per allocation.
 func (a *Allocator) PoolUsage(name string) (Usage, bool) {
 	p, ok := a.pools[name]
 	if !ok {
@@ -45,9 +45,11 @@ func (a *Allocator) PoolUsage(name string) (Usage, bool) {
 		}
 		u.Families[f] = FamilyUsage{Total: total, Free: new(big.Int)}
 	}
-	for ad := range p.addrs {
-		u.Families[FamilyOf(ad)].Allocated++
-		if !p.contains(ad) {
+	for f := range u.Families {
+		u.Families[f].Allocated = p.allocated[f]
+	}
+	for ad, st := range a.used {
+		if st.pool == name && !p.contains(ad) {
 			u.OutsideSpec = append(u.OutsideSpec, ad)
 		}
 	}
