@@ -1,0 +1,279 @@
+// Command herald-speaker runs on every node: it joins the speakers'
+// memberlist cluster, decides which Service addresses this node announces,
+// and answers ARP/NDP for them.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	"github.com/heraldlb/herald/internal/cmdutil"
+	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/speaker"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+type flags struct {
+	common         cmdutil.Common
+	nodeName       string
+	bindAddr       string
+	port           int
+	keyFile        string
+	insecure       bool
+	kubeProxyURL   string
+	metricsAddr    string
+	class          string
+	onlyClass      bool
+	probeInterval  time.Duration
+	probeTimeout   time.Duration
+	suspicionMult  int
+	gossipInterval time.Duration
+}
+
+func parse(args []string) *flags {
+	f := &flags{}
+	pi, pt, sm, gi := election.DefaultTiming()
+	fs := flag.NewFlagSet("herald-speaker", flag.ExitOnError)
+	f.common.Register(fs)
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, from the downward API)")
+	fs.StringVar(&f.bindAddr, "bind-addr", "", "memberlist address (default: this node's InternalIP from its Node object)")
+	fs.IntVar(&f.port, "memberlist-port", election.DefaultPort, "memberlist TCP and UDP port")
+	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the base64 of a 16-, 24- or 32-byte memberlist key (mounted from a Secret); required unless --memberlist-insecure")
+	fs.BoolVar(&f.insecure, "memberlist-insecure", false, "labs only: memberlist traffic unencrypted and unauthenticated")
+	fs.StringVar(&f.kubeProxyURL, "kube-proxy-health-url", "http://127.0.0.1:10256/healthz", "kube-proxy health endpoint gating this node's announcements; empty disables")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address serving /metrics, /healthz and /readyz")
+	fs.StringVar(&f.class, "load-balancer-class", "herald.dev/lb", "spec.loadBalancerClass handled by herald")
+	fs.BoolVar(&f.onlyClass, "only-class", false, "handle only Services of --load-balancer-class (default: Services with no class too)")
+	// The timing defaults target SPEC §5's sub-second failover; their
+	// reasons are documented in internal/election.
+	fs.DurationVar(&f.probeInterval, "memberlist-probe-interval", pi, "how often each speaker probes another (failure detection scales with it)")
+	fs.DurationVar(&f.probeTimeout, "memberlist-probe-timeout", pt, "how long a direct probe waits before indirect probes")
+	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
+	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
+	cmdutil.Parse(fs, &f.common, args, func() error {
+		switch {
+		case f.nodeName == "":
+			return errors.New("--node-name (or $NODE_NAME) is required")
+		case f.keyFile == "" && !f.insecure:
+			return errors.New("--memberlist-key-file is required (or --memberlist-insecure, for labs only)")
+		case f.keyFile != "" && f.insecure:
+			return errors.New("--memberlist-key-file and --memberlist-insecure exclude each other")
+		case f.port < 1 || f.port > 65535:
+			return fmt.Errorf("--memberlist-port %d is not a port", f.port)
+		case f.probeInterval <= 0 || f.probeTimeout <= 0 || f.gossipInterval <= 0:
+			return errors.New("memberlist intervals must be positive")
+		case f.probeTimeout >= f.probeInterval:
+			return errors.New("--memberlist-probe-timeout must be shorter than --memberlist-probe-interval")
+		case f.suspicionMult < 1:
+			return errors.New("--memberlist-suspicion-mult must be at least 1")
+		case f.class == "":
+			return errors.New("--load-balancer-class must not be empty")
+		}
+		if f.bindAddr != "" {
+			if _, err := netip.ParseAddr(f.bindAddr); err != nil {
+				return fmt.Errorf("--bind-addr %q is not an IP address", f.bindAddr)
+			}
+		}
+		return nil
+	})
+	return f
+}
+
+func readKey(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading memberlist key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("memberlist key in %s is not base64: %w", path, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("memberlist key in %s is %d bytes; want 16, 24 or 32", path, n)
+	}
+	return key, nil
+}
+
+func run(args []string) int {
+	f := parse(args)
+	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, f, log); err != nil {
+		log.Error("speaker stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, f *flags, log *slog.Logger) error {
+	var key []byte
+	if !f.insecure {
+		var err error
+		if key, err = readKey(f.keyFile); err != nil {
+			return err
+		}
+	}
+	cfg, err := f.common.RESTConfig("herald-speaker")
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	herald, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	bind, err := bindAddr(ctx, kube, f)
+	if err != nil {
+		return err
+	}
+
+	// Membership never depends on the API server once started: the
+	// election keeps working through an API outage (fail static).
+	members, err := election.Start(ctx, election.Config{
+		NodeName: f.nodeName, BindAddr: bind, Port: f.port, Key: key,
+		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout,
+		SuspicionMult: f.suspicionMult, GossipInterval: f.gossipInterval,
+		Log: log.With("source", "memberlist"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = members.Shutdown() }()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-speaker", Host: f.nodeName})
+
+	reg := cmdutil.NewRegistry()
+	l2 := layer2.New(layer2.Config{
+		Log: log.With("source", "layer2"), Registry: reg,
+		OnConflict: func(addr netip.Addr, iface string, mac net.HardwareAddr) {
+			log.Warn("another host answers for an address this node owns", "ip", addr, "iface", iface, "mac", mac.String())
+		},
+	})
+	sp := speaker.New(speaker.Config{
+		NodeName: f.nodeName, MemberlistPort: f.port, Kube: kube, Herald: herald,
+		Class:      k8s.Class{Name: f.class, Only: f.onlyClass},
+		Membership: members, L2: l2Adapter{l2}, Recorder: recorder, Log: log, Registry: reg,
+	})
+	health := &speaker.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: linkUpFor(bind), Log: log}
+	health.Register(reg)
+
+	ready := make(chan struct{})
+	go func() {
+		if err := cmdutil.Serve(ctx, f.metricsAddr, reg, func() error {
+			select {
+			case <-ready:
+				return nil
+			default:
+				return errors.New("starting")
+			}
+		}, log); err != nil {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	l2ctx, l2cancel := context.WithCancel(context.Background())
+	defer l2cancel()
+	l2done := make(chan error, 1)
+	go func() { l2done <- l2.Run(l2ctx) }()
+	go health.Run(ctx, members.SetHealthy)
+	close(ready)
+	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", key != nil)
+	// sp.Run returns after the graceful handover; only then does the
+	// layer-2 announcer stop answering.
+	err = sp.Run(ctx)
+	l2cancel()
+	<-l2done
+	return err
+}
+
+// l2Adapter feeds the speaker's decisions to the layer-2 announcer.
+type l2Adapter struct{ a *layer2.Announcer }
+
+func (l l2Adapter) Set(ctx context.Context, want []speaker.L2Announcement) error {
+	targets := make([]layer2.Target, 0, len(want))
+	for _, w := range want {
+		t := layer2.Target{Addr: w.Addr, Interfaces: w.Interfaces}
+		if len(w.Services) > 0 {
+			t.Service = w.Services[0]
+		}
+		targets = append(targets, t)
+	}
+	return l.a.Set(ctx, targets)
+}
+
+// bindAddr is --bind-addr, else this node's InternalIP: speakers run with
+// hostNetwork, so peers find each other from the Node objects alone.
+func bindAddr(ctx context.Context, kube kubernetes.Interface, f *flags) (netip.Addr, error) {
+	if f.bindAddr != "" {
+		return netip.MustParseAddr(f.bindAddr), nil
+	}
+	for {
+		n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
+		if err == nil {
+			if ips := k8s.NodeInternalIPs(n); len(ips) > 0 {
+				return ips[0], nil
+			}
+			return netip.Addr{}, fmt.Errorf("node %s has no InternalIP; set --bind-addr", f.nodeName)
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, fmt.Errorf("reading node %s: %w", f.nodeName, err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// linkUpFor watches the interface that carries the node's own address:
+// with it down, this node cannot forward what it attracts.
+func linkUpFor(bind netip.Addr) func() (bool, error) {
+	return func() (bool, error) {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return false, fmt.Errorf("listing links: %w", err)
+		}
+		for _, l := range links {
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == bind {
+					return l.Attrs().Flags&net.FlagUp != 0 && l.Attrs().OperState != netlink.OperDown, nil
+				}
+			}
+		}
+		return false, fmt.Errorf("no interface holds %s", bind)
+	}
+}

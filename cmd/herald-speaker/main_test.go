@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// With this variable set the test binary runs main's run() instead of the
+// tests, so the real command line and exit codes are exercised.
+const runMainEnv = "HERALD_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(run(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func runSelf(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), runMainEnv+"=1", "NODE_NAME="), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), string(out)
+	}
+	return 0, string(out)
+}
+
+func TestFlags(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("c2hvcnQ=\n"), 0o600); err != nil { // "short": 5 bytes
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{nil, []string{"--help"}, 0, "-memberlist-key-file"},
+		{nil, []string{"--bogus"}, 2, "flag provided but not defined"},
+		{nil, []string{"--memberlist-insecure"}, 2, "--node-name (or $NODE_NAME) is required"},
+		{[]string{"NODE_NAME=n1"}, nil, 2, "--memberlist-key-file is required"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--memberlist-key-file=/x"}, 2, "exclude each other"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--bind-addr=nope"}, 2, "not an IP address"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--memberlist-probe-interval=50ms", "--memberlist-probe-timeout=80ms"}, 2, "shorter than"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--memberlist-port=70000"}, 2, "not a port"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--log-level=loud"}, 2, "invalid --log-level"},
+		// A key of the wrong size is refused before anything starts.
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-key-file=" + short, "--bind-addr=127.0.0.1"}, 1, "is 5 bytes; want 16, 24 or 32"},
+	} {
+		code, out := runSelf(t, tc.env, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%v %v: exit %d, output %q; want exit %d containing %q", tc.env, tc.args, code, out, tc.code, tc.want)
+		}
+	}
+	_, out := runSelf(t, nil, "--help")
+	for _, f := range []string{"-node-name", "-bind-addr", "-memberlist-port", "7946", "-memberlist-insecure", "-kube-proxy-health-url", "http://127.0.0.1:10256/healthz",
+		"-metrics-addr", ":7473", "-load-balancer-class", "-only-class", "-memberlist-probe-interval", "-memberlist-probe-timeout", "-memberlist-suspicion-mult", "-memberlist-gossip-interval", "-kubeconfig", "-log-level"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("--help lacks %q", f)
+		}
+	}
+}
