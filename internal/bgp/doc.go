@@ -1,0 +1,23 @@
+// Package bgp is herald's BGP announcer: one embedded GoBGP server
+// (github.com/osrg/gobgp/v3, used as a library, never a separate gobgpd) per
+// speaker, driven with full desired sets of peers (SetPeers) and paths
+// (SetPaths). It diffs each set against what it last applied, so calling
+// either with an unchanged set sends nothing on the wire, and adding,
+// changing or removing one peer never restarts the sessions of the others.
+//
+// The server only dials out: its global ListenPort is -1, so the speaker
+// never binds port 179 and needs no privilege for it. The global ASN GoBGP
+// requires is the MyASN of the first peer (by name) when BGP starts; every
+// neighbour carries its own LocalAsn, so peers with different myASN work and
+// the global ASN is never changed afterwards (changing it would restart every
+// session for no effect on what is sent).
+//
+// A path restricted to some peers (Path.Peers) is kept from the others by a
+// global export policy: one policy per peer whose statements reject, for
+// that peer's neighbor set only, the prefixes in its "deny" prefix sets.
+// GoBGP keys neighbours by address, so two peers may not share an address.
+//
+// This package must not import client-go or other herald packages: the
+// speaker translates BGPPeer objects and IPPool settings into Peer and Path
+// values and turns session changes into Events.
+package bgp

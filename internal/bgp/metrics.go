@@ -1,0 +1,68 @@
+package bgp
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	sessionUpDesc = prometheus.NewDesc("herald_bgp_session_up",
+		"1 while the BGP session with the peer is Established.", []string{"peer"}, nil)
+	advertisedDesc = prometheus.NewDesc("herald_bgp_prefixes_advertised",
+		"Prefixes this node advertises to the peer (0 while the session is down).", []string{"peer"}, nil)
+	updatesSentDesc = prometheus.NewDesc("herald_bgp_updates_sent_total",
+		"BGP UPDATE messages sent to the peer, from GoBGP's counters (they restart when the peer is re-created).", []string{"peer"}, nil)
+)
+
+// scrapeTimeout bounds the GoBGP query a scrape makes.
+const scrapeTimeout = 2 * time.Second
+
+// collector reads the metrics at scrape time, so an idle speaker does no
+// periodic work for them.
+type collector struct{ a *Announcer }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sessionUpDesc
+	ch <- advertisedDesc
+	ch <- updatesSentDesc
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	a.stateMu.Lock()
+	names := make(map[netip.Addr]string, len(a.byAddr))
+	for addr, name := range a.byAddr {
+		names[addr] = name
+	}
+	for name, s := range a.sessions {
+		up, adv := 0.0, 0.0
+		if s.Up {
+			up, adv = 1, float64(a.advertised[name])
+		}
+		ch <- prometheus.MustNewConstMetric(sessionUpDesc, prometheus.GaugeValue, up, name)
+		ch <- prometheus.MustNewConstMetric(advertisedDesc, prometheus.GaugeValue, adv, name)
+	}
+	a.stateMu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	_ = a.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		addr, err := netip.ParseAddr(p.GetState().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		name, ok := names[addr.Unmap()]
+		if !ok {
+			return
+		}
+		sent := p.GetState().GetMessages().GetSent().GetUpdate()
+		ch <- prometheus.MustNewConstMetric(updatesSentDesc, prometheus.CounterValue, float64(sent), name)
+	})
+}
