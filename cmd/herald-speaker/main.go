@@ -25,8 +25,10 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 
+	"github.com/heraldlb/herald/internal/bgp"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/election"
@@ -182,11 +184,24 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 			log.Warn("another host answers for an address this node owns", "ip", addr, "iface", iface, "mac", mac.String())
 		},
 	})
-	sp := speaker.New(speaker.Config{
+	bgpAnn, err := newBGP(ctx, kube, f, recorder, log, reg)
+	if err != nil {
+		return err
+	}
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "herald-system"
+	}
+	spCfg := speaker.Config{
 		NodeName: f.nodeName, MemberlistPort: f.port, Kube: kube, Herald: herald,
 		Class:      k8s.Class{Name: f.class, Only: f.onlyClass},
-		Membership: members, L2: l2Adapter{l2}, Recorder: recorder, Log: log, Registry: reg,
-	})
+		Membership: members, L2: l2Adapter{l2}, Namespace: ns,
+		Recorder: recorder, Log: log, Registry: reg,
+	}
+	if bgpAnn != nil {
+		spCfg.BGP = bgpAdapter{bgpAnn}
+	}
+	sp := speaker.New(spCfg)
 	health := &speaker.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: linkUpFor(bind), Log: log}
 	health.Register(reg)
 
@@ -203,18 +218,28 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	l2ctx, l2cancel := context.WithCancel(context.Background())
-	defer l2cancel()
-	l2done := make(chan error, 1)
-	go func() { l2done <- l2.Run(l2ctx) }()
+	// The announcers outlive ctx: they keep answering through the
+	// speaker's graceful handover and stop only after it.
+	annCtx, annCancel := context.WithCancel(context.Background())
+	defer annCancel()
+	l2done, bgpDone := make(chan error, 1), make(chan error, 1)
+	go func() { l2done <- l2.Run(annCtx) }()
+	go func() {
+		if bgpAnn == nil {
+			bgpDone <- nil
+			return
+		}
+		bgpDone <- bgpAnn.Run(annCtx)
+	}()
 	go health.Run(ctx, members.SetHealthy)
 	close(ready)
 	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", key != nil)
 	// sp.Run returns after the graceful handover; only then does the
 	// layer-2 announcer stop answering.
 	err = sp.Run(ctx)
-	l2cancel()
+	annCancel()
 	<-l2done
+	<-bgpDone
 	return err
 }
 
@@ -276,4 +301,41 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 		}
 		return false, fmt.Errorf("no interface holds %s", bind)
 	}
+}
+
+// newBGP builds the BGP announcer: router ID and next hops are this node's
+// InternalIPs, so routers reach the node itself (ECMP over every node).
+func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder record.EventRecorder, log *slog.Logger, reg *prometheus.Registry) (*bgp.Announcer, error) {
+	n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading node %s: %w", f.nodeName, err)
+	}
+	var v4, v6 netip.Addr
+	for _, ip := range k8s.NodeInternalIPs(n) {
+		if ip.Is4() && !v4.IsValid() {
+			v4 = ip
+		}
+		if ip.Is6() && !v6.IsValid() {
+			v6 = ip
+		}
+	}
+	if !v4.IsValid() {
+		// A BGP identifier is an IPv4 address; without one there is no BGP.
+		log.Warn("node has no IPv4 InternalIP to use as BGP router ID: BGP is off on this node")
+		return nil, nil
+	}
+	if !v6.IsValid() {
+		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
+	}
+	return bgp.New(bgp.Config{
+		RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
+		OnSessionChange: func(peer string, up bool) {
+			ref := &corev1.ObjectReference{APIVersion: "herald.dev/v1alpha1", Kind: "BGPPeer", Name: peer}
+			if up {
+				recorder.Eventf(ref, corev1.EventTypeNormal, "SessionUp", "BGP session from node %s established", f.nodeName)
+			} else {
+				recorder.Eventf(ref, corev1.EventTypeWarning, "SessionDown", "BGP session from node %s is down", f.nodeName)
+			}
+		},
+	})
 }

@@ -81,7 +81,10 @@ func (a *Allocator) keeps(svc *Service, cur *Assignment, fams []Family) (*Assign
 			return nil, nil
 		}
 	}
-	if svc.Pool != "" && svc.Pool != cur.Pool {
+	// A named pool asks for a move only when the address is known to come
+	// from another pool; an address of unknown origin (restored outside
+	// every pool) stays.
+	if svc.Pool != "" && cur.Pool != "" && svc.Pool != cur.Pool {
 		return nil, nil
 	}
 	byFam := map[Family]netip.Addr{}
@@ -295,6 +298,9 @@ func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (neti
 			if err := compatible(svc, want, st); err != nil {
 				return netip.Addr{}, err
 			}
+			if st.pool != p.cfg.Name && !st.has(svc.Key) {
+				return netip.Addr{}, fmt.Errorf("%w: %s is held from IPPool %q, not %q", ErrAddressInUse, want, st.pool, p.cfg.Name)
+			}
 			return want, nil
 		}
 		if !p.take(want) {
@@ -310,8 +316,10 @@ func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (neti
 		}
 	}
 	if svc.SharingKey != "" {
+		// Share only addresses counted against this pool, so every holder
+		// of an address agrees on its pool and the pool's finalizer sees it.
 		for _, ad := range sortedAddrs(a.shared[svc.SharingKey]) {
-			if FamilyOf(ad) == f && p.contains(ad) && compatible(svc, ad, a.used[ad]) == nil {
+			if FamilyOf(ad) == f && p.contains(ad) && a.used[ad].pool == p.cfg.Name && compatible(svc, ad, a.used[ad]) == nil {
 				return ad, nil
 			}
 		}

@@ -270,6 +270,15 @@ func (a *Allocator) Assigned(key string) (Assignment, bool) {
 // pool is "" when the address lies in no pool; it is recorded anyway so
 // that no other Service is ever given it.
 func (a *Allocator) Restore(svc *Service, addrs []netip.Addr, poolHint string) (string, error) {
+	// A status written by hand may repeat an address or list two of one
+	// family; keep the first of each family.
+	var uniq []netip.Addr
+	for _, ad := range addrs {
+		if !slices.ContainsFunc(uniq, func(u netip.Addr) bool { return FamilyOf(u) == FamilyOf(ad) }) {
+			uniq = append(uniq, ad)
+		}
+	}
+	addrs = uniq
 	if len(addrs) == 0 {
 		return "", fmt.Errorf("%w: nothing to restore", ErrInvalidRequest)
 	}
@@ -280,14 +289,20 @@ func (a *Allocator) Restore(svc *Service, addrs []netip.Addr, poolHint string) (
 			}
 		}
 	}
+	// Attribution, most trusted first: the controller's own annotation, the
+	// pool whose spec holds the address, then the pool the Service names
+	// (its address may lie outside a shrunk pool, and attributing it
+	// elsewhere would make the next sync think the spec asks for a move).
 	poolName := ""
 	if p, ok := a.pools[poolHint]; ok && poolHint != "" {
 		poolName = p.cfg.Name
 	} else if p := a.anyPoolFor(addrs[0]); p != nil {
 		poolName = p.cfg.Name
+	} else if p, ok := a.pools[svc.Pool]; ok && svc.Pool != "" {
+		poolName = p.cfg.Name
 	}
 	a.Release(svc.Key)
-	a.record(svc, Assignment{Addrs: slices.Clone(addrs), Pool: poolName})
+	a.record(svc, Assignment{Addrs: addrs, Pool: poolName})
 	return poolName, nil
 }
 
@@ -356,7 +371,9 @@ func (a *Allocator) record(svc *Service, as Assignment) {
 				a.shared[svc.SharingKey][ad] = struct{}{}
 			}
 		}
-		st.users = append(st.users, svc)
+		if !st.has(svc.Key) {
+			st.users = append(st.users, svc)
+		}
 	}
 }
 
@@ -366,6 +383,9 @@ func compatible(svc *Service, ad netip.Addr, st *addrState) error {
 		return nil
 	}
 	others := slices.DeleteFunc(slices.Clone(st.users), func(u *Service) bool { return u.Key == svc.Key })
+	if len(others) == 0 {
+		return nil
+	}
 	slices.SortFunc(others, func(x, y *Service) int { return strings.Compare(x.Key, y.Key) })
 	if svc.SharingKey == "" || st.shareKey != svc.SharingKey {
 		hint := "it has no sharing key"

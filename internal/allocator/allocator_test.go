@@ -429,3 +429,42 @@ func TestReason(t *testing.T) {
 		t.Errorf("Reason = %q", got)
 	}
 }
+
+// Regressions found in review.
+
+func TestRestoreDuplicateStatusEntries(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/28"))
+	if _, err := a.Restore(svc("ns/a"), addrs("198.51.100.1", "198.51.100.1"), "lan"); err != nil {
+		t.Fatal(err)
+	}
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a")), "lan", "198.51.100.1")
+	if _, err := a.Allocate(svc("ns/b", requested("198.51.100.1"))); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestRestoreOutsideNamedPoolStays(t *testing.T) {
+	a := newAlloc(t, poolCfg("p", true, "198.51.100.0/28"))
+	// The pool shrank and the annotation was lost: the address stays.
+	if p, err := a.Restore(svc("ns/a", inPool("p")), addrs("198.51.100.200"), ""); err != nil || p != "p" {
+		t.Fatalf("restore: %q %v", p, err)
+	}
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", inPool("p"))), "p", "198.51.100.200")
+}
+
+func TestSharingStaysWithinPool(t *testing.T) {
+	a := newAlloc(t, poolCfg("b", true, "198.51.100.0/28"))
+	mustAlloc(t, a, svc("ns/first", shareKey("k"), ports(80)))
+	// b shrinks; c now covers the address b still holds.
+	a.SetPools([]PoolConfig{poolCfg("b", true, "198.51.100.8/29"), poolCfg("c", true, "198.51.100.0/29")})
+	as := mustAlloc(t, a, svc("ns/second", shareKey("k"), ports(81), inPool("c")))
+	if as.Addrs[0] == netip.MustParseAddr("198.51.100.0") {
+		t.Fatalf("shared an address held from pool b while allocating from c")
+	}
+	if u, _ := a.PoolUsage("c"); u.Families[IPv4].Allocated != 1 {
+		t.Errorf("pool c allocated = %d, want 1", u.Families[IPv4].Allocated)
+	}
+	if _, err := a.Allocate(svc("ns/third", shareKey("k"), ports(82), requested("198.51.100.0"))); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("requested shared address across pools: got %v", err)
+	}
+}

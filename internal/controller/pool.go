@@ -19,7 +19,12 @@ import (
 // syncPool hands the pools to the allocator, then keeps one IPPool's
 // finalizer and status right.
 func (c *Controller) syncPool(ctx context.Context, name string) error {
+	// Read the pool before handing the pools to the allocator, both under
+	// the lock: if this copy is being deleted, so is the one the allocator
+	// sees, so nothing can be allocated from it after usage is counted
+	// and the finalizer decision below is safe.
 	c.mu.Lock()
+	p, err := c.pools.Get(name)
 	c.setPoolsLocked()
 	usage, known := c.alloc.PoolUsage(name)
 	// Any pool change may let a waiting Service in. Services that hold an
@@ -27,7 +32,6 @@ func (c *Controller) syncPool(ctx context.Context, name string) error {
 	c.retryPendingLocked()
 	c.mu.Unlock()
 
-	p, err := c.pools.Get(name)
 	if apierrors.IsNotFound(err) {
 		c.m.poolAddresses.DeletePartialMatch(map[string]string{"pool": name})
 		return nil

@@ -47,22 +47,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		return c.writePoolAnnotation(ctx, svc, "")
 	}
 
-	c.mu.Lock()
-	before, had := c.alloc.Assigned(key)
-	req, err := serviceRequest(svc, c.nsLabels(ns))
-	var as allocator.Assignment
-	if err == nil {
-		as, err = c.alloc.Allocate(req)
-	}
-	if err != nil {
-		if !had {
-			c.pending[key] = struct{}{}
-		}
-	} else {
-		delete(c.pending, key)
-	}
-	c.mu.Unlock()
-
+	before, had, as, err := c.allocate(svc)
 	if err != nil {
 		reason := allocator.Reason(err)
 		c.m.allocErrors.WithLabelValues(reason).Inc()
@@ -72,8 +57,14 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 			msg += fmt.Sprintf("; keeping %s", joinAddrs(before.Addrs))
 		}
 		c.cfg.Recorder.Event(svc, corev1.EventTypeWarning, EventAllocationFailed, msg)
-		// No retry: the inputs are bad until the Service or the pools
-		// change, and either change enqueues it again.
+		// The status must show what the Service really holds: an earlier
+		// status write may have failed after the allocator moved it.
+		if had && !slices.Equal(statusAddrs(svc), before.Addrs) {
+			return c.writeStatus(ctx, svc, before.Addrs)
+		}
+		// No retry now: the inputs are bad until the Service or the pools
+		// change, or an address is released, and each of those enqueues
+		// it again.
 		return nil
 	}
 	changed := !had || !slices.Equal(before.Addrs, as.Addrs) || before.Pool != as.Pool
@@ -96,6 +87,26 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		}
 	}
 	return c.writePoolAnnotation(ctx, svc, as.Pool)
+}
+
+// allocate runs the allocator for svc under the lock, remembering failed
+// Services as pending, whether or not they hold an address: one waiting
+// for a specific address or pool must be retried when that frees up.
+func (c *Controller) allocate(svc *corev1.Service) (before allocator.Assignment, had bool, as allocator.Assignment, err error) {
+	key := svc.Namespace + "/" + svc.Name
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before, had = c.alloc.Assigned(key)
+	req, err := serviceRequest(svc, c.nsLabels(svc.Namespace))
+	if err == nil {
+		as, err = c.alloc.Allocate(req)
+	}
+	if err != nil {
+		c.pending[key] = struct{}{}
+	} else {
+		delete(c.pending, key)
+	}
+	return before, had, as, err
 }
 
 // release drops key's assignment; it returns what was released, nil if nothing.

@@ -49,6 +49,11 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 		Local:           svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		BackendKey:      labels.Set(svc.Spec.Selector).String(),
 	}
+	if len(svc.Spec.Selector) == 0 {
+		// Without a selector the endpoints are managed by hand: no two
+		// such Services can be shown to select the same endpoints.
+		req.BackendKey = "manual:" + req.Key
+	}
 	for _, f := range svc.Spec.IPFamilies {
 		switch f {
 		case corev1.IPv4Protocol:

@@ -20,6 +20,10 @@ type Pool struct {
 	Created time.Time
 	// ExternalIPs: spec.externalIPs of any Service inside this pool may be announced.
 	ExternalIPs bool
+	// HoldsOutsideSpec is the pool's InUseOutsideSpec condition: it shrank
+	// and the controller keeps addresses outside its spec with their
+	// Services, so those are still the pool's to announce.
+	HoldsOutsideSpec bool
 	L2          *L2Policy
 	BGP         *BGPPolicy
 }
@@ -113,6 +117,8 @@ func Decide(self string, nodes []election.NodeInfo, pools []Pool, svcs []Service
 			if u == nil {
 				u = &addrUse{pool: p.Name, key: key}
 				uses[a] = u
+			} else if betterKey(key, u.key) {
+				u.key = key
 			}
 			u.services = append(u.services, s.Key)
 			if s.Local {
@@ -186,6 +192,17 @@ func electionKey(addrs []netip.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
+// betterKey orders the election keys of Services sharing an address, so
+// that every speaker picks the same one: an IPv4 key first (it keeps a
+// dual-stack Service's two families together when an IPv6-only Service
+// shares one of them), then the lowest.
+func betterKey(k, than netip.Addr) bool {
+	if k.Is4() != than.Is4() {
+		return k.Is4()
+	}
+	return k.Less(than)
+}
+
 type poolIndex struct {
 	byName map[string]*Pool
 	// ordered: oldest first, so that when pools overlap the one the
@@ -212,7 +229,7 @@ func newPoolIndex(pools []Pool) *poolIndex {
 // lookup finds the pool holding a, preferring the one the controller says
 // it allocated from.
 func (idx *poolIndex) lookup(a netip.Addr, hint string) *Pool {
-	if p, ok := idx.byName[hint]; ok && p.contains(a) {
+	if p, ok := idx.byName[hint]; ok && (p.contains(a) || p.HoldsOutsideSpec) {
 		return p
 	}
 	for _, p := range idx.ordered {

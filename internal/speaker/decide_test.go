@@ -205,3 +205,43 @@ func BenchmarkDecide10000x100(b *testing.B) {
 		Decide("node-042", nodes, pools, svcs)
 	}
 }
+
+func TestSharedAddressKeepsDualStackTogether(t *testing.T) {
+	var nodes []election.NodeInfo
+	for i := range 7 {
+		nodes = append(nodes, node(fmt.Sprintf("node-%d", i)))
+	}
+	pools := []Pool{l2Pool("lan", "198.51.100.0/24", "2001:db8::/64")}
+	for i := range 50 {
+		v4, v6 := fmt.Sprintf("198.51.100.%d", i), fmt.Sprintf("2001:db8::%x", i)
+		// The IPv6-only sharer sorts first; the dual-stack Service must
+		// still find both its families on one node.
+		svcs := []Service{
+			{Key: "a/v6only", Addrs: addrs(v6)},
+			{Key: "b/dual", Addrs: addrs(v4, v6)},
+		}
+		l2, _ := owners(nodes, pools, svcs)
+		o4, o6 := l2[netip.MustParseAddr(v4)], l2[netip.MustParseAddr(v6)]
+		if len(o4) != 1 || len(o6) != 1 || o4[0] != o6[0] {
+			t.Fatalf("case %d: IPv4 on %v, IPv6 on %v", i, o4, o6)
+		}
+	}
+}
+
+func TestShrunkPoolStillAnnouncesKeptAddresses(t *testing.T) {
+	nodes := threeNodes()
+	p := l2Pool("lan", "198.51.100.8/29")
+	svcs := []Service{{Key: "ns/a", Addrs: addrs("198.51.100.1"), PoolHint: "lan"}}
+	if l2, _ := owners(nodes, []Pool{p}, svcs); len(l2) != 0 {
+		t.Fatalf("announced an address outside every pool: %v", l2)
+	}
+	p.HoldsOutsideSpec = true
+	if l2, _ := owners(nodes, []Pool{p}, svcs); len(l2[netip.MustParseAddr("198.51.100.1")]) != 1 {
+		t.Fatalf("kept address of a shrunk pool not announced: %v", l2)
+	}
+	// The hint alone is not enough for a pool that holds nothing outside.
+	svcs[0].PoolHint = "other"
+	if l2, _ := owners(nodes, []Pool{p}, svcs); len(l2) != 0 {
+		t.Fatalf("announced on a foreign hint: %v", l2)
+	}
+}

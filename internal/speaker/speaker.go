@@ -6,12 +6,15 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	kubeinformers "k8s.io/client-go/informers"
@@ -35,9 +38,19 @@ type L2Announcer interface {
 	Set(ctx context.Context, want []L2Announcement) error
 }
 
-// BGPAnnouncer advertises exactly the addresses it was last given.
+// BGPAnnouncer advertises exactly the addresses it was last given, to
+// exactly the peers it was last given.
 type BGPAnnouncer interface {
 	Set(ctx context.Context, want []BGPAnnouncement) error
+	SetPeers(ctx context.Context, peers []BGPPeer) error
+}
+
+// BGPPeer is a BGPPeer object whose nodeSelector matches this node, with
+// its password read from the referenced Secret.
+type BGPPeer struct {
+	Name     string
+	Spec     heraldv1.BGPPeerSpec
+	Password string
 }
 
 // Membership is the speakers' cluster as the decision needs it.
@@ -65,12 +78,17 @@ type Config struct {
 	Membership     Membership
 	L2             L2Announcer  // nil: layer-2 announcements are computed but not made
 	BGP            BGPAnnouncer // nil: likewise for BGP
-	Recorder       record.EventRecorder
+	// Namespace is herald's own namespace, where BGP password Secrets live.
+	Namespace string
+	Recorder  record.EventRecorder
 	Log            *slog.Logger
 	Registry       prometheus.Registerer
 	// HandoverDelay is how long a stopping speaker keeps answering after
 	// leaving the cluster, so the next owners take over before it goes quiet.
 	HandoverDelay time.Duration
+	// JoinWait bounds how long a starting speaker waits to join the others
+	// before it decides on its own.
+	JoinWait time.Duration
 }
 
 // Speaker decides and makes this node's announcements.
@@ -84,9 +102,15 @@ type Speaker struct {
 	slices        discoverylisters.EndpointSliceLister
 	nodes         corelisters.NodeLister
 	pools         heraldlisters.IPPoolLister
+	peers         heraldlisters.BGPPeerLister
+	// secrets is set only when a BGP announcer is configured: a speaker
+	// without BGP needs no access to Secrets.
+	secretFactory kubeinformers.SharedInformerFactory
+	secrets       corelisters.SecretLister
 
 	trigger    chan struct{}
 	reportPoke chan struct{}
+	peerCount  atomic.Int32 // known peers from the Node objects, set by nodesChanged
 
 	mu        sync.Mutex
 	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
@@ -107,6 +131,9 @@ func New(cfg Config) *Speaker {
 	}
 	if cfg.HandoverDelay == 0 {
 		cfg.HandoverDelay = 2 * time.Second
+	}
+	if cfg.JoinWait == 0 {
+		cfg.JoinWait = 5 * time.Second
 	}
 	s := &Speaker{
 		cfg:        cfg,
@@ -142,7 +169,16 @@ func New(cfg Config) *Speaker {
 		UpdateFunc: func(any, any) { s.poke() },
 		DeleteFunc: func(any) { s.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), epsInf.Informer(), poolInf.Informer()} {
+	informers := []cache.SharedIndexInformer{svcInf.Informer(), epsInf.Informer(), poolInf.Informer()}
+	if cfg.BGP != nil {
+		peerInf := s.heraldFactory.Herald().V1alpha1().BGPPeers()
+		s.peers = peerInf.Lister()
+		s.secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(cfg.Kube, 0, kubeinformers.WithNamespace(cfg.Namespace))
+		secretInf := s.secretFactory.Core().V1().Secrets()
+		s.secrets = secretInf.Lister()
+		informers = append(informers, peerInf.Informer(), secretInf.Informer())
+	}
+	for _, inf := range informers {
 		_, _ = inf.AddEventHandler(poke)
 	}
 	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -173,6 +209,7 @@ func (s *Speaker) nodesChanged() {
 			peers = append(peers, netip.AddrPortFrom(ips[0], uint16(s.cfg.MemberlistPort)))
 		}
 	}
+	s.peerCount.Store(int32(len(peers)))
 	s.cfg.Membership.SetPeers(peers)
 	s.poke()
 }
@@ -184,10 +221,17 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.heraldFactory.Start(ctx.Done())
 	defer s.kubeFactory.Shutdown()
 	defer s.heraldFactory.Shutdown()
-	if err := k8s.WaitForSync(ctx, s.kubeFactory, s.heraldFactory); err != nil {
+	syncers := []k8s.Syncer{s.kubeFactory, s.heraldFactory}
+	if s.secretFactory != nil {
+		s.secretFactory.Start(ctx.Done())
+		defer s.secretFactory.Shutdown()
+		syncers = append(syncers, s.secretFactory)
+	}
+	if err := k8s.WaitForSync(ctx, syncers...); err != nil {
 		return err
 	}
 	s.nodesChanged()
+	s.awaitJoin(ctx)
 	reportCtx, stopReports := context.WithCancel(context.Background())
 	reportsDone := make(chan struct{})
 	go func() {
@@ -215,6 +259,27 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case <-s.cfg.Membership.Changed():
 		}
 		s.reconcile(ctx)
+	}
+}
+
+// awaitJoin holds the first decision until this speaker has joined the
+// others (a join syncs the full membership) or JoinWait passes: deciding
+// while it still sees only itself would make a restarting speaker claim
+// every address and send gratuitous ARP for all of them.
+func (s *Speaker) awaitJoin(ctx context.Context) {
+	if s.peerCount.Load() == 0 {
+		return
+	}
+	deadline := time.Now().Add(s.cfg.JoinWait)
+	for len(s.cfg.Membership.Members()) < 2 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if n := len(s.cfg.Membership.Members()); n < 2 {
+		s.log.Warn("no other speaker answered; deciding alone", "waited", s.cfg.JoinWait.String(), "peers", s.peerCount.Load())
 	}
 }
 
@@ -254,6 +319,11 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 		}
 	}
 	if s.cfg.BGP != nil {
+		if s.peers != nil {
+			if err := s.cfg.BGP.SetPeers(ctx, s.bgpPeers()); err != nil {
+				s.log.Error("bgp announcer refused some peers", "err", err)
+			}
+		}
 		if err := s.cfg.BGP.Set(ctx, d.BGP); err != nil {
 			s.log.Error("bgp announcer refused the desired state", "err", err)
 			s.eventFailed(d.BGPServices(), "bgp", err)
@@ -358,7 +428,8 @@ func (s *Speaker) poolInfos() []Pool {
 }
 
 func poolInfo(p *heraldv1.IPPool, log *slog.Logger) Pool {
-	info := Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs}
+	info := Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs,
+		HoldsOutsideSpec: meta.IsStatusConditionTrue(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)}
 	for _, a := range p.Spec.Addresses {
 		r, err := allocator.ParseRange(a)
 		if err != nil {
@@ -445,5 +516,37 @@ func (s *Speaker) Announced() []string {
 		out = append(out, k+" since "+strconv.FormatInt(t.Unix(), 10))
 	}
 	slices.Sort(out)
+	return out
+}
+
+// bgpPeers are the BGPPeers that select this node, passwords resolved. A
+// peer whose Secret is missing is left out (and logged): a session with a
+// wrong password would only flap.
+func (s *Speaker) bgpPeers() []BGPPeer {
+	self, err := s.nodes.Get(s.cfg.NodeName)
+	if err != nil {
+		return nil
+	}
+	all, _ := s.peers.List(labels.Everything())
+	var out []BGPPeer
+	for _, p := range all {
+		if p.Spec.NodeSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(p.Spec.NodeSelector)
+			if err != nil || !sel.Matches(labels.Set(self.Labels)) {
+				continue
+			}
+		}
+		peer := BGPPeer{Name: p.Name, Spec: p.Spec}
+		if ref := p.Spec.PasswordSecretRef; ref != nil {
+			sec, err := s.secrets.Secrets(s.cfg.Namespace).Get(ref.Name)
+			if err != nil || len(sec.Data[ref.Key]) == 0 {
+				s.log.Warn("BGP password Secret missing; peer left out", "peer", p.Name, "secret", s.cfg.Namespace+"/"+ref.Name, "key", ref.Key)
+				continue
+			}
+			peer.Password = string(sec.Data[ref.Key])
+		}
+		out = append(out, peer)
+	}
+	slices.SortFunc(out, func(a, b BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -152,8 +152,20 @@ func TestSpeakersElectAndFailOver(t *testing.T) {
 	}
 	port := freePort(t, ips)
 	var nodes []*testNode
-	for i, name := range names {
+	for i, name := range names[:2] {
 		nodes = append(nodes, startNode(t, kube, herald, name, ips[i], port))
+	}
+	waitOwners(t, nodes, vips, func(o []string) bool { return len(o) == 1 })
+	// A speaker joining a running cluster takes its share, not everything:
+	// it decides only once it has joined.
+	nodes = append(nodes, startNode(t, kube, herald, names[2], ips[2], port))
+	most := 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		cur, _ := nodes[2].l2.Current()
+		most = max(most, len(cur))
+	}
+	if most > 13 {
+		t.Errorf("joining speaker claimed %d of 24 addresses at once", most)
 	}
 
 	// Exactly one owner per address, spread over all three.
