@@ -24,8 +24,8 @@ type Pool struct {
 	// and the controller keeps addresses outside its spec with their
 	// Services, so those are still the pool's to announce.
 	HoldsOutsideSpec bool
-	L2          *L2Policy
-	BGP         *BGPPolicy
+	L2               *L2Policy
+	BGP              *BGPPolicy
 }
 
 // L2Policy is a pool's announce.layer2.

@@ -81,8 +81,8 @@ type Config struct {
 	// Namespace is herald's own namespace, where BGP password Secrets live.
 	Namespace string
 	Recorder  record.EventRecorder
-	Log            *slog.Logger
-	Registry       prometheus.Registerer
+	Log       *slog.Logger
+	Registry  prometheus.Registerer
 	// HandoverDelay is how long a stopping speaker keeps answering after
 	// leaving the cluster, so the next owners take over before it goes quiet.
 	HandoverDelay time.Duration
