@@ -73,3 +73,28 @@ bench: k8sbin ## Run the benchmarks (BENCHTIME, default 1s).
 .PHONY: build
 build: ## Build the binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+##@ Lab (network namespaces; needs root)
+
+LAB := bin/herald-lab
+BENCH_LAB_OUT ?= e2e/lab/bench-failover.txt
+
+.PHONY: lab-bin
+lab-bin:
+	CGO_ENABLED=0 go build -trimpath -o $(LAB) ./e2e/lab
+
+.PHONY: demo
+demo: k8sbin lab-bin ## Bring up the layer-2 lab, give a Service an address, show a client reaching it and a failover.
+	$(LAB) demo
+
+.PHONY: demo-down
+demo-down: lab-bin ## Tear down what `make demo` left running.
+	$(LAB) down l2
+
+.PHONY: e2e
+e2e: k8sbin ## Lab scenarios (e2e/scenarios, tag privileged, root): ETP Cluster/Local, dual-stack, failover, graceful restart, 60 s API outage.
+	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -tags privileged -count=1 -timeout 30m -v ./e2e/scenarios/
+
+.PHONY: bench-lab
+bench-lab: k8sbin lab-bin ## L2 failover over 20 trials (client probing every 10 ms) into $(BENCH_LAB_OUT).
+	$(LAB) bench-failover -trials 20 -out $(BENCH_LAB_OUT)

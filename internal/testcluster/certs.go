@@ -34,7 +34,9 @@ type secrets struct {
 // apiserver gives the in-cluster "kubernetes" Service.
 var serviceIP = net.ParseIP("198.19.0.1")
 
-func writeSecrets(dir string) (*secrets, error) {
+// writeSecrets writes the files; extraIP, if not nil, is added to the
+// serving certificate's addresses (Options.Address).
+func writeSecrets(dir string, extraIP net.IP) (*secrets, error) {
 	s := &secrets{
 		caFile:    filepath.Join(dir, "ca.crt"),
 		certFile:  filepath.Join(dir, "apiserver.crt"),
@@ -82,6 +84,9 @@ func writeSecrets(dir string) (*secrets, error) {
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default",
 			"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, serviceIP},
+	}
+	if extraIP != nil && !extraIP.IsLoopback() {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, extraIP)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {

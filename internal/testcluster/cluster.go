@@ -40,6 +40,18 @@ type Options struct {
 	// --flag=value form; one with the name of a default flag replaces it.
 	// The address and port flags must not be overridden.
 	ExtraAPIServerArgs []string
+
+	// NetNS, if set, names a network namespace (as `ip netns` knows it)
+	// in which every process runs, for labs whose nodes live in
+	// namespaces. Dial must then reach into it.
+	NetNS string
+	// Address is the address kube-apiserver binds and advertises (and
+	// puts in its serving certificate); default 127.0.0.1. etcd and
+	// kube-controller-manager stay on loopback.
+	Address string
+	// Dial, if set, opens every connection the Cluster's clients and
+	// readiness checks make (Config.Dial too), e.g. from inside NetNS.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Cluster is a running control plane. Its exported fields are set by Start
@@ -55,7 +67,8 @@ type Cluster struct {
 	// BinDir is where the binaries were found; DataDir holds everything
 	// the cluster writes and is removed by Stop.
 	BinDir, DataDir string
-	// APIServerURL is https://127.0.0.1:PORT. It stays the same across
+	// APIServerURL is https://ADDRESS:PORT (Options.Address, default
+	// 127.0.0.1). It stays the same across
 	// StopAPIServer and StartAPIServer.
 	APIServerURL string
 	// EtcdURL is etcd's client URL.
@@ -101,6 +114,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Address == "" {
+		opts.Address = "127.0.0.1"
+	}
+	if net.ParseIP(opts.Address) == nil {
+		return nil, fmt.Errorf("options: address %q is not an IP address", opts.Address)
+	}
 	c := &Cluster{BinDir: binDir, DataDir: dataDir, opts: opts}
 	defer func() {
 		if err != nil {
@@ -108,7 +127,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}()
 
-	if c.secrets, err = writeSecrets(dataDir); err != nil {
+	if c.secrets, err = writeSecrets(dataDir, net.ParseIP(opts.Address)); err != nil {
 		return nil, err
 	}
 	if err := c.startEtcd(ctx); err != nil {
@@ -153,7 +172,13 @@ func (c *Cluster) spawn(name string, args []string) (*process, error) {
 		return nil, err
 	}
 	c.logClosers = append(c.logClosers, closer)
-	return startProcess(name, filepath.Join(c.BinDir, name), args, out)
+	bin := filepath.Join(c.BinDir, name)
+	if c.opts.NetNS != "" {
+		// ip execs the binary, so the pid stays the binary's own.
+		args = append([]string{"netns", "exec", c.opts.NetNS, bin}, args...)
+		bin = "ip"
+	}
+	return startProcess(name, bin, args, out)
 }
 
 // startWithPorts starts a process on freshly picked ports and waits until
@@ -200,7 +225,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 			"--log-level=warn",
 		}
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: c.opts.Dial}}
 	ready := func(ctx context.Context, ports []int) error {
 		return httpOK(ctx, hc, "http://127.0.0.1:"+strconv.Itoa(ports[0])+"/health", "", `"health":"true"`)
 	}
@@ -221,8 +246,8 @@ func (c *Cluster) apiserverFlags(port int) []string {
 	s := c.secrets
 	defaults := []string{
 		"--etcd-servers=" + c.EtcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + c.opts.Address,
+		"--advertise-address=" + c.opts.Address,
 		// The lease reconciler would publish the advertise address as the
 		// "kubernetes" Service's endpoint and refuses a loopback one.
 		// Nothing here reaches the API through that Service.
@@ -295,7 +320,7 @@ func (c *Cluster) startFirstAPIServer(ctx context.Context) error {
 func (c *Cluster) apiserverFlagsFor(ports []int) []string { return c.apiserverFlags(ports[0]) }
 
 func (c *Cluster) setAPIServerPort(port int) {
-	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(port)
+	c.APIServerURL = "https://" + net.JoinHostPort(c.opts.Address, strconv.Itoa(port))
 	c.Config = &rest.Config{
 		Host:            c.APIServerURL,
 		BearerToken:     c.secrets.adminToken,
@@ -304,6 +329,7 @@ func (c *Cluster) setAPIServerPort(port int) {
 		// client-go's defaults of 5/10 would make them measure the limiter.
 		QPS:   1000,
 		Burst: 2000,
+		Dial:  c.opts.Dial,
 	}
 }
 
@@ -375,8 +401,11 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	// Its serving certificate is self-signed at start-up; /healthz is only
 	// probed here, on loopback, so verifying it would prove nothing.
 	hc := &http.Client{
-		Timeout:   2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // see above
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+			DialContext:     c.opts.Dial,
+		},
 	}
 	ready := func(ctx context.Context, ports []int) error {
 		return httpOK(ctx, hc, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz", "", "")
@@ -455,6 +484,20 @@ func (c *Cluster) Stop() error {
 		return fmt.Errorf("stopping test cluster: %w", err)
 	}
 	return nil
+}
+
+// PIDs returns the process ids of the running control-plane processes by
+// binary name, for labs that record them so another process can clean up.
+func (c *Cluster) PIDs() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pids := map[string]int{}
+	for _, p := range []*process{c.etcd, c.apiserver, c.kcm} {
+		if p != nil {
+			pids[p.name] = p.cmd.Process.Pid
+		}
+	}
+	return pids
 }
 
 // logTails returns the last lines each process printed, for failing tests.

@@ -1,0 +1,124 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldlb/herald/e2e/lab/netns"
+	"github.com/heraldlb/herald/e2e/lab/topology"
+)
+
+// Ports on each node's address.
+const (
+	speakerMetricsPort    = 7473
+	controllerMetricsPort = 7472
+	kubeProxyHealthPort   = 10256
+)
+
+func (l *Lab) startNodes(ctx context.Context) error {
+	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
+	if _, err := l.start(cp.Name, "herald-controller", filepath.Join(l.BinDir, "herald-controller"),
+		"--kubeconfig", l.Kubeconfig, "--log-level", "debug",
+		"--metrics-addr", net.JoinHostPort(cp.Address.String(), strconv.Itoa(controllerMetricsPort))); err != nil {
+		return err
+	}
+	for _, n := range l.Topo.ByRole(topology.RoleNode) {
+		var listen []string
+		for _, a := range n.Addresses() {
+			listen = append(listen, net.JoinHostPort(a.String(), strconv.Itoa(BackendPort)))
+		}
+		if _, err := l.start(n.Name, "backend", filepath.Join(l.BinDir, "backend"),
+			"--name", n.Name, "--listen", strings.Join(listen, ",")); err != nil {
+			return err
+		}
+		if _, err := l.start(n.Name, "kube-proxy", filepath.Join(l.cluster.BinDir, "kube-proxy"),
+			"--kubeconfig="+l.Kubeconfig,
+			"--hostname-override="+n.Name,
+			"--proxy-mode=nftables",
+			// In a network namespace nf_conntrack_max is read-only (it is
+			// global); 0 leaves it and the TCP timeouts alone.
+			"--conntrack-max-per-core=0",
+			"--conntrack-tcp-timeout-established=0",
+			"--conntrack-tcp-timeout-close-wait=0",
+			"--healthz-bind-address=0.0.0.0:"+strconv.Itoa(kubeProxyHealthPort),
+			"--metrics-bind-address=127.0.0.1:10249",
+			"--v=1"); err != nil {
+			return err
+		}
+		if err := l.StartSpeaker(n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartSpeaker starts (or restarts, after Kill) herald-speaker on node.
+func (l *Lab) StartSpeaker(node string) error {
+	n := l.Node(node)
+	args := []string{filepath.Join(l.BinDir, "herald-speaker"),
+		"--kubeconfig", l.Kubeconfig, "--node-name", n.Name, "--memberlist-insecure", "--log-level", "debug",
+		"--metrics-addr", net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)),
+	}
+	_, err := l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
+	return err
+}
+
+// WaitSpeakerReady waits until node's speaker answers /readyz.
+func (l *Lab) WaitSpeakerReady(ctx context.Context, node string) error {
+	n := l.Node(node)
+	url := "http://" + net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)) + "/readyz"
+	return l.waitHTTP(ctx, n.Namespace, url, "herald-speaker on "+node)
+}
+
+func (l *Lab) waitHTTP(ctx context.Context, ns, url, what string) error {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: netns.Dialer(ns), DisableKeepAlives: true}}
+	var last error
+	err := poll(ctx, 60*time.Second, func() (bool, error) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Errorf("%s", resp.Status)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s (%s): %w (last: %v)", what, url, err, last)
+	}
+	return nil
+}
+
+// waitReady waits for every process to serve: kube-proxy healthy with its
+// nftables table in place, speakers and the controller ready.
+func (l *Lab) waitReady(ctx context.Context) error {
+	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
+	if err := l.waitHTTP(ctx, cp.Namespace, "http://"+net.JoinHostPort(cp.Address.String(), strconv.Itoa(controllerMetricsPort))+"/readyz",
+		"herald-controller"); err != nil {
+		return err
+	}
+	for _, n := range l.Topo.ByRole(topology.RoleNode) {
+		if err := l.waitHTTP(ctx, n.Namespace, "http://127.0.0.1:"+strconv.Itoa(kubeProxyHealthPort)+"/healthz", "kube-proxy on "+n.Name); err != nil {
+			return err
+		}
+		if err := poll(ctx, 30*time.Second, func() (bool, error) {
+			out, err := netns.Run(ctx, n.Namespace, "nft", "list", "tables")
+			return err == nil && strings.Contains(out, "kube-proxy"), nil
+		}); err != nil {
+			return fmt.Errorf("kube-proxy on %s programmed no nftables table: %w", n.Name, err)
+		}
+		if err := l.WaitSpeakerReady(ctx, n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/heraldlb/herald/e2e/lab/netns"
+)
+
+// start runs argv in node's namespace as a lab process: its output goes
+// to logs/<node>-<name>.log, it is recorded in the state, and the kernel
+// kills it if the lab's process dies.
+func (l *Lab) start(node, name string, argv ...string) (Proc, error) {
+	if !l.owned {
+		return Proc{}, fmt.Errorf("starting %s on %s: only the process that brought the lab up can start processes", name, node)
+	}
+	logPath := filepath.Join(l.StateDir, "logs", node+"-"+name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return Proc{}, err
+	}
+	defer func() { _ = f.Close() }()
+	cmd := netns.Command(context.Background(), l.Node(node).Namespace, argv...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return Proc{}, fmt.Errorf("starting %s on %s: %w", name, node, err)
+	}
+	st, err := procStartTime(cmd.Process.Pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return Proc{}, fmt.Errorf("starting %s on %s: %w", name, node, err)
+	}
+	p := Proc{Node: node, Name: name, PID: cmd.Process.Pid, StartTime: st, Log: logPath}
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.cmds[p.PID] = cmd
+	l.done[p.PID] = done
+	l.state.Processes = append(l.state.Processes, p)
+	l.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return p, l.saveState()
+}
+
+// Proc returns the last process called name started on node.
+func (l *Lab) Proc(node, name string) (Proc, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state.Proc(node, name)
+}
+
+// Kill sends sig to the process called name on node, by its recorded pid,
+// and (for SIGKILL) waits until it is gone.
+func (l *Lab) Kill(node, name string, sig syscall.Signal) error {
+	p, ok := l.Proc(node, name)
+	if !ok {
+		return fmt.Errorf("no process %s on %s", name, node)
+	}
+	if err := p.signal(sig); err != nil {
+		return err
+	}
+	if sig == syscall.SIGKILL && !p.waitGone(5*time.Second) {
+		return fmt.Errorf("%s on %s (pid %d) still alive after SIGKILL", name, node, p.PID)
+	}
+	return nil
+}

