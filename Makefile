@@ -47,8 +47,8 @@ k8sbin: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, k
 	hack/k8sbin.sh
 
 .PHONY: test
-test: k8sbin ## Unit, integration (real API server) and, as root, privileged tests.
-	@if [ -z "$(IS_ROOT)" ]; then echo "WARNING: not root: privileged tests (network namespaces, raw sockets) are NOT compiled in and do NOT run"; fi
+test: k8sbin ## Unit, integration (real API server) and, as root, privileged and lab tests.
+	@if [ -z "$(IS_ROOT)" ]; then echo "WARNING: not root: privileged tests (network namespaces, raw sockets, the lab) are NOT compiled in and do NOT run"; else hack/lab-deps.sh; fi
 	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -tags '$(TEST_TAGS)' -timeout 40m -count=1 ./...
 
 .PHONY: test-race

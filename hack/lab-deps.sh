@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the network lab (e2e/lab) runs: routers
 # (FRR, BIRD2), nftables for kube-proxy, and the client tools (arping,
-# ndisc6, curl, conntrack). Only what is missing is installed, so a run on a
+# ndisc6, curl, conntrack, sysctl). Only what is missing is installed, so a run on a
 # ready machine costs a few dpkg queries; `apt-get update` runs only when an
 # install is needed.
 #
@@ -20,6 +20,7 @@ declare -A probe=(
 	[iproute2]=/usr/sbin/ip
 	[curl]=/usr/bin/curl
 	[conntrack]=/usr/sbin/conntrack
+	[procps]=/usr/sbin/sysctl
 )
 
 missing=()
