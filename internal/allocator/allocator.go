@@ -52,6 +52,8 @@ type Service struct {
 	// address has one set of announcing nodes.
 	Local      bool
 	BackendKey string
+	// ExternalIP marks a record made by UseExternalIPs.
+	ExternalIP bool
 }
 
 // Assignment is the set of addresses a Service holds, in the order of its
@@ -88,6 +90,8 @@ type Allocator struct {
 	// shared indexes addresses by sharing key so a Service with a key finds
 	// its partners without scanning.
 	shared map[string]map[netip.Addr]struct{}
+	// external indexes the accepted spec.externalIPs by Service key.
+	external map[string][]netip.Addr
 }
 
 type readyRange struct {
@@ -102,6 +106,7 @@ func New() *Allocator {
 		used:     map[netip.Addr]*addrState{},
 		services: map[string]Assignment{},
 		shared:   map[string]map[netip.Addr]struct{}{},
+		external: map[string][]netip.Addr{},
 	}
 }
 
@@ -387,6 +392,19 @@ func compatible(svc *Service, ad netip.Addr, st *addrState) error {
 		return nil
 	}
 	slices.SortFunc(others, func(x, y *Service) int { return strings.Compare(x.Key, y.Key) })
+	// spec.externalIPs are shared freely among Services listing them (as
+	// kube-proxy allows) and never with a load-balancer assignment.
+	for _, o := range others {
+		if o.ExternalIP != svc.ExternalIP {
+			if svc.ExternalIP {
+				return fmt.Errorf("%w: %s is the load-balancer address of %s", ErrAddressInUse, ad, o.Key)
+			}
+			return fmt.Errorf("%w: %s is an externalIP of %s", ErrAddressInUse, ad, strings.TrimPrefix(o.Key, externalPrefix))
+		}
+	}
+	if svc.ExternalIP {
+		return nil
+	}
 	if svc.SharingKey == "" || st.shareKey != svc.SharingKey {
 		hint := "it has no sharing key"
 		if st.shareKey != "" {

@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -467,4 +468,43 @@ func TestSharingStaysWithinPool(t *testing.T) {
 	if _, err := a.Allocate(svc("ns/third", shareKey("k"), ports(82), requested("198.51.100.0"))); !errors.Is(err, ErrAddressInUse) {
 		t.Errorf("requested shared address across pools: got %v", err)
 	}
+}
+
+func TestExternalIPs(t *testing.T) {
+	a := newAlloc(t,
+		PoolConfig{Name: "ext", AutoAssign: true, ExternalIPs: true, Addresses: []string{"203.0.113.0/30"}, Created: t0},
+		poolCfg("lan", true, "198.51.100.0/28"),
+	)
+	got, err := a.UseExternalIPs("ns/np", addrs("203.0.113.0", "198.51.100.5", "198.18.0.1"))
+	if fmt.Sprint(got) != "[203.0.113.0]" {
+		t.Fatalf("accepted %v", got)
+	}
+	if !errors.Is(err, ErrPoolNotAllowed) || !errors.Is(err, ErrNotInPool) {
+		t.Fatalf("refusals: %v", err)
+	}
+	// Another Service may list the same externalIP.
+	if got, err := a.UseExternalIPs("ns/np2", addrs("203.0.113.0")); err != nil || len(got) != 1 {
+		t.Fatalf("shared externalIP: %v %v", got, err)
+	}
+	// A load balancer never gets it, not even by asking.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/lb", inPool("ext"))), "ext", "203.0.113.1")
+	if _, err := a.Allocate(svc("ns/lb2", requested("203.0.113.0"))); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("requested an externalIP: %v", err)
+	}
+	// An externalIP colliding with a load-balancer address is refused.
+	if _, err := a.UseExternalIPs("ns/np3", addrs("203.0.113.1")); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("collision: %v", err)
+	}
+	if u, _ := a.PoolUsage("ext"); u.Families[IPv4].Allocated != 2 {
+		t.Errorf("pool ext allocated = %d, want 2 (one externalIP, one load balancer)", u.Families[IPv4].Allocated)
+	}
+	// Releasing: the address stays while one Service lists it.
+	a.ReleaseExternalIPs("ns/np")
+	if _, err := a.Allocate(svc("ns/lb3", requested("203.0.113.0"))); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("still listed by np2: %v", err)
+	}
+	if got, _ := a.UseExternalIPs("ns/np2", nil); len(got) != 0 || len(a.ExternalIPs("ns/np2")) != 0 {
+		t.Errorf("emptied list kept %v", a.ExternalIPs("ns/np2"))
+	}
+	wantAddrs(t, mustAlloc(t, a, svc("ns/lb3", requested("203.0.113.0"))), "ext", "203.0.113.0")
 }

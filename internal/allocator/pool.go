@@ -26,6 +26,9 @@ type PoolConfig struct {
 	NamespaceSelector labels.Selector
 	// Namespaces, when not empty, limits the pool to these namespaces.
 	Namespaces []string
+	// ExternalIPs lets spec.externalIPs inside the pool be used (and
+	// announced); they are then never handed to a load balancer.
+	ExternalIPs bool
 	// Created orders overlapping pools: the older one wins.
 	Created time.Time
 	// Unusable, when set, keeps the pool from handing out addresses for a

@@ -24,11 +24,11 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/heraldlb/herald/internal/allocator"
-	"github.com/heraldlb/herald/internal/k8s"
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	heraldinformers "github.com/heraldlb/herald/internal/client/informers"
 	heraldlisters "github.com/heraldlb/herald/internal/client/listers/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 // Event reasons on Services.
@@ -36,6 +36,9 @@ const (
 	EventIPAllocated      = "IPAllocated"
 	EventAllocationFailed = "AllocationFailed"
 	EventIPReleased       = "IPReleased"
+	// EventExternalIPRefused: a spec.externalIPs entry herald will not
+	// announce (outside every opt-in pool, or a load balancer's address).
+	EventExternalIPRefused = "ExternalIPRefused"
 )
 
 // Config wires a Controller.
@@ -245,6 +248,13 @@ func (c *Controller) restore() (int, error) {
 			c.log.Warn("existing address lies in no IPPool; kept, but speakers do not announce it", "service", req.Key, "ip", addrs)
 		}
 		n++
+	}
+	// Then externalIPs: after the load balancers' addresses, which are
+	// facts in status, and before any new allocation could take one.
+	for _, svc := range svcs {
+		if ext := c.externalIPsOf(svc); len(ext) > 0 {
+			_, _ = c.alloc.UseExternalIPs(svc.Namespace+"/"+svc.Name, ext)
+		}
 	}
 	return n, nil
 }

@@ -448,3 +448,34 @@ func TestAPIServerOutage(t *testing.T) {
 	t.Logf("Service created after a 20 s API outage assigned %v after the API server was ready again", time.Since(back).Round(time.Millisecond))
 	e.waitIPs("before", "198.51.100.0")
 }
+
+func TestExternalIPs(t *testing.T) {
+	e := newEnv(t)
+	e.createPool("ext", func(p *heraldv1.IPPool) { p.Spec.ExternalIPs = true }, "203.0.113.0/30")
+	e.createPool("lan", nil, "198.51.100.0/28")
+	e.startController()
+	nodePort := func(ips ...string) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Spec.Type = corev1.ServiceTypeNodePort
+			s.Spec.AllocateLoadBalancerNodePorts = nil
+			s.Spec.ExternalIPs = ips
+		}
+	}
+	e.createSvc("np", nodePort("203.0.113.0", "198.51.100.7", "198.18.0.9"))
+	e.waitEvent("np", EventExternalIPRefused, "198.51.100.7", "does not set externalIPs: true")
+	e.waitEvent("np", EventExternalIPRefused, "198.18.0.9", "no ready IPPool")
+	e.waitPool("ext", func(p *heraldv1.IPPool) bool { return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == 1 && p.Status.IPv4.Free == "3" })
+
+	// A load balancer from the same pool skips it, and cannot ask for it.
+	e.createSvc("lb", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "ext" })
+	e.waitIPs("lb", "203.0.113.1")
+	e.createSvc("thief", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "203.0.113.0" })
+	e.waitEvent("thief", EventAllocationFailed, "AddressInUse", "externalIP")
+	// An externalIP that is a load balancer's address is refused.
+	e.createSvc("clash", nodePort("203.0.113.1"))
+	e.waitEvent("clash", EventExternalIPRefused, "203.0.113.1", "load-balancer address")
+
+	// Dropping the externalIP releases it; the waiting Service gets it.
+	e.updateSvc("np", func(s *corev1.Service) { s.Spec.ExternalIPs = nil })
+	e.waitIPs("thief", "203.0.113.0")
+}

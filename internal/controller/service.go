@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
@@ -26,11 +28,18 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	svc, err := c.svcs.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.release(key)
+		c.mu.Lock()
+		if len(c.alloc.ExternalIPs(key)) > 0 {
+			c.alloc.ReleaseExternalIPs(key)
+			c.allPoolsChanged()
+		}
+		c.mu.Unlock()
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	c.syncExternalIPs(svc)
 	log := c.log.With("service", key)
 	if !c.cfg.Class.Handles(svc) {
 		released := c.release(key)
@@ -164,4 +173,57 @@ func joinAddrs(addrs []netip.Addr) string {
 		s += a.String()
 	}
 	return s
+}
+
+// externalIPsOf returns the spec.externalIPs herald may account for: those
+// of every Service except LoadBalancers of another class, whose addresses
+// are another implementation's business.
+func (c *Controller) externalIPsOf(svc *corev1.Service) []netip.Addr {
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && !c.cfg.Class.Handles(svc) {
+		return nil
+	}
+	var out []netip.Addr
+	for _, s := range svc.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// syncExternalIPs records the Service's externalIPs that lie in opt-in
+// pools, so no load balancer is ever given them, and tells the user about
+// every one herald refuses to announce.
+func (c *Controller) syncExternalIPs(svc *corev1.Service) {
+	key := svc.Namespace + "/" + svc.Name
+	want := c.externalIPsOf(svc)
+	c.mu.Lock()
+	before := c.alloc.ExternalIPs(key)
+	if len(want) == 0 && len(before) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	accepted, err := c.alloc.UseExternalIPs(key, want)
+	if err != nil {
+		c.pending[key] = struct{}{}
+	}
+	if !slices.Equal(before, accepted) {
+		c.allPoolsChanged()
+		if len(accepted) < len(before) {
+			c.retryPendingLocked()
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Warn("externalIPs refused", "service", key, "err", err)
+		c.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, EventExternalIPRefused, "not announced: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+}
+
+// allPoolsChanged schedules a status refresh of every pool.
+func (c *Controller) allPoolsChanged() {
+	pools, _ := c.pools.List(labels.Everything())
+	for _, p := range pools {
+		c.poolChanged(p.Name)
+	}
 }

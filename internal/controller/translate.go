@@ -129,6 +129,7 @@ func poolConfig(p *heraldv1.IPPool) allocator.PoolConfig {
 		AvoidBuggyIPs: p.Spec.AvoidBuggyIPs,
 		Priority:      p.Spec.Priority,
 		Namespaces:    p.Spec.Namespaces,
+		ExternalIPs:   p.Spec.ExternalIPs,
 		Created:       p.CreationTimestamp.Time,
 	}
 	var bad []string

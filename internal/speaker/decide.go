@@ -52,6 +52,9 @@ type Service struct {
 	Addrs []netip.Addr
 	// PoolHint is the herald.dev/pool-allocated annotation.
 	PoolHint string
+	// ExternalIPs are spec.externalIPs: announced only when they lie in a
+	// pool with externalIPs: true and are no load balancer's address.
+	ExternalIPs []netip.Addr
 	// Local is externalTrafficPolicy: Local; LocalNodes then holds the
 	// nodes with a ready or serving endpoint.
 	Local      bool
@@ -102,15 +105,33 @@ func Decide(self string, nodes []election.NodeInfo, pools []Pool, svcs []Service
 	poolIdx := newPoolIndex(pools)
 	uses := map[netip.Addr]*addrUse{}
 	out := Desired{}
-	for _, s := range slices.SortedFunc(slices.Values(svcs), func(a, b Service) int { return cmp.Compare(a.Key, b.Key) }) {
-		key := electionKey(s.Addrs)
+	sorted := slices.SortedFunc(slices.Values(svcs), func(a, b Service) int { return cmp.Compare(a.Key, b.Key) })
+	lbAddrs := map[netip.Addr]bool{}
+	for _, s := range sorted {
 		for _, a := range s.Addrs {
-			p := poolIdx.lookup(a, s.PoolHint)
+			lbAddrs[a] = true
+		}
+	}
+	refuse := func(a netip.Addr, svc string) {
+		if out.Refused == nil {
+			out.Refused = map[netip.Addr][]string{}
+		}
+		out.Refused[a] = append(out.Refused[a], svc)
+	}
+	for _, s := range sorted {
+		key := electionKey(s.Addrs)
+		if !key.IsValid() {
+			key = electionKey(s.ExternalIPs)
+		}
+		for i, a := range slices.Concat(s.Addrs, s.ExternalIPs) {
+			var p *Pool
+			if i < len(s.Addrs) {
+				p = poolIdx.lookup(a, s.PoolHint)
+			} else if !lbAddrs[a] {
+				p = poolIdx.lookupExternal(a)
+			}
 			if p == nil {
-				if out.Refused == nil {
-					out.Refused = map[netip.Addr][]string{}
-				}
-				out.Refused[a] = append(out.Refused[a], s.Key)
+				refuse(a, s.Key)
 				continue
 			}
 			u := uses[a]
@@ -234,6 +255,16 @@ func (idx *poolIndex) lookup(a netip.Addr, hint string) *Pool {
 	}
 	for _, p := range idx.ordered {
 		if p.contains(a) {
+			return p
+		}
+	}
+	return nil
+}
+
+// lookupExternal finds the opt-in pool holding an externalIP.
+func (idx *poolIndex) lookupExternal(a netip.Addr) *Pool {
+	for _, p := range idx.ordered {
+		if p.ExternalIPs && p.contains(a) {
 			return p
 		}
 	}

@@ -245,3 +245,32 @@ func TestShrunkPoolStillAnnouncesKeptAddresses(t *testing.T) {
 		t.Fatalf("announced on a foreign hint: %v", l2)
 	}
 }
+
+func TestExternalIPs(t *testing.T) {
+	nodes := threeNodes()
+	ext := l2Pool("ext", "203.0.113.0/24")
+	ext.ExternalIPs = true
+	pools := []Pool{ext, l2Pool("lan", "198.51.100.0/24")}
+	svcs := []Service{
+		{Key: "ns/np", ExternalIPs: addrs("203.0.113.5", "198.51.100.5", "198.18.0.1")},
+		{Key: "ns/local", ExternalIPs: addrs("203.0.113.6"), Local: true, LocalNodes: map[string]bool{"node-b": true}},
+		{Key: "ns/lb", Addrs: addrs("203.0.113.7")},
+		{Key: "ns/clash", ExternalIPs: addrs("203.0.113.7")},
+	}
+	l2, _ := owners(nodes, pools, svcs)
+	if o := l2[netip.MustParseAddr("203.0.113.5")]; len(o) != 1 {
+		t.Errorf("externalIP in an opt-in pool: owners %v", o)
+	}
+	for _, a := range []string{"198.51.100.5", "198.18.0.1"} {
+		if o := l2[netip.MustParseAddr(a)]; len(o) != 0 {
+			t.Errorf("externalIP %s outside opt-in pools announced by %v", a, o)
+		}
+	}
+	if o := l2[netip.MustParseAddr("203.0.113.6")]; fmt.Sprint(o) != "[node-b]" {
+		t.Errorf("Local externalIP owners %v, want [node-b]", o)
+	}
+	d := Decide("node-a", nodes, pools, svcs)
+	if fmt.Sprint(d.Refused[netip.MustParseAddr("203.0.113.7")]) != "[ns/clash]" {
+		t.Errorf("externalIP equal to a load balancer's address not refused: %v", d.Refused)
+	}
+}

@@ -470,14 +470,23 @@ func (s *Speaker) serviceInfos() []Service {
 	svcs, _ := s.svcs.List(labels.Everything())
 	out := make([]Service, 0, len(svcs))
 	for _, svc := range svcs {
-		if !s.cfg.Class.Handles(svc) {
+		ours := s.cfg.Class.Handles(svc)
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && !ours {
+			continue // another implementation's, externalIPs included
+		}
+		var addrs, ext []netip.Addr
+		if ours {
+			addrs = k8s.StatusAddrs(svc)
+		}
+		for _, e := range svc.Spec.ExternalIPs {
+			if a, err := netip.ParseAddr(e); err == nil {
+				ext = append(ext, a)
+			}
+		}
+		if len(addrs) == 0 && len(ext) == 0 {
 			continue
 		}
-		addrs := k8s.StatusAddrs(svc)
-		if len(addrs) == 0 {
-			continue
-		}
-		info := Service{Key: svc.Namespace + "/" + svc.Name, Addrs: addrs, PoolHint: svc.Annotations[k8s.AnnotationPoolAllocated]}
+		info := Service{Key: svc.Namespace + "/" + svc.Name, Addrs: addrs, ExternalIPs: ext, PoolHint: svc.Annotations[k8s.AnnotationPoolAllocated]}
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 			info.Local, info.LocalNodes = true, s.localNodes(svc)
 		}
