@@ -1,0 +1,561 @@
+package election
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// waitTimeout bounds every wait for the cluster to converge. It is not a
+// speed assertion: convergence takes well under a second with the shipped
+// timing; this only keeps a broken test from hanging (and leaves room for
+// -race on a loaded machine).
+const waitTimeout = 20 * time.Second
+
+// testLogger sends memberlist's and herald's logs to t.Log when -v is given.
+// memberlist's goroutines may still log briefly after Shutdown returns, so
+// lines after the test's cleanups are dropped (t.Log would panic).
+func testLogger(tb testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	w := &tbWriter{tb: tb}
+	tb.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: testLogLevel()}))
+}
+
+type tbWriter struct {
+	mu   sync.Mutex
+	tb   testing.TB
+	done bool
+}
+
+func (w *tbWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.tb.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func (w *tbWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
+
+// start starts a member on loopback; port < 0 lets the kernel choose. The
+// member is shut down at the end of the test.
+func start(tb testing.TB, cfg Config) *Cluster {
+	tb.Helper()
+	if !cfg.BindAddr.IsValid() {
+		cfg.BindAddr = loopback
+	}
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	if cfg.Log == nil {
+		cfg.Log = testLogger(tb) // registered before Shutdown: cleaned up after it
+	}
+	c, err := Start(tb.Context(), cfg)
+	if err != nil {
+		tb.Fatalf("Start(%s): %v", cfg.NodeName, err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Shutdown(); err != nil {
+			tb.Errorf("Shutdown(%s): %v", cfg.NodeName, err)
+		}
+	})
+	return c
+}
+
+// startN starts n members m1..mn that all know each other's addresses.
+func startN(tb testing.TB, n int, cfg Config) []*Cluster {
+	tb.Helper()
+	cs := make([]*Cluster, n)
+	for i := range cs {
+		c := cfg
+		c.NodeName = fmt.Sprintf("m%d", i+1)
+		cs[i] = start(tb, c)
+	}
+	peers := addrsOf(cs)
+	for _, c := range cs {
+		c.SetPeers(peers)
+	}
+	return cs
+}
+
+func addrsOf(cs []*Cluster) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, c := range cs {
+		out = append(out, c.LocalAddr())
+	}
+	return out
+}
+
+func names(ms []Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or waitTimeout passes.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitMembers waits until every cluster in cs lists exactly want.
+func waitMembers(tb testing.TB, cs []*Cluster, want ...string) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var last string
+		for _, c := range cs {
+			if got := names(c.Members()); !slices.Equal(got, want) {
+				last = fmt.Sprintf("%s sees %v", c.cfg.NodeName, got)
+				break
+			}
+		}
+		if last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for members %v: %s", waitTimeout, want, last)
+		}
+		// Each poll costs len(cs)² work: poll large clusters less often.
+		time.Sleep(time.Duration(max(10, len(cs))) * time.Millisecond)
+	}
+}
+
+func healthOf(c *Cluster, name string) (healthy, found bool) {
+	for _, m := range c.Members() {
+		if m.Name == name {
+			return m.Healthy, true
+		}
+	}
+	return false, false
+}
+
+func drain(ch <-chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+func TestClusterJoinMembersAndHealth(t *testing.T) {
+	cs := startN(t, 3, Config{})
+	waitMembers(t, cs, "m1", "m2", "m3")
+
+	// Members carries the advertised address.
+	for _, m := range cs[0].Members() {
+		if m.Addr != loopback {
+			t.Errorf("member %s has address %s, want %s", m.Name, m.Addr, loopback)
+		}
+	}
+
+	// Everyone joins unhealthy; SetHealthy(true) reaches the others.
+	for _, c := range cs {
+		if h, _ := healthOf(cs[0], c.cfg.NodeName); h {
+			t.Errorf("%s is healthy before SetHealthy(true)", c.cfg.NodeName)
+		}
+		if err := c.SetHealthy(t.Context(), true); err != nil {
+			t.Fatalf("SetHealthy(true): %v", err)
+		}
+	}
+	allHealthy := func(want bool, who string) func() bool {
+		return func() bool {
+			for _, c := range cs {
+				if h, ok := healthOf(c, who); !ok || h != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for _, c := range cs {
+		waitFor(t, c.cfg.NodeName+" healthy everywhere", allHealthy(true, c.cfg.NodeName))
+	}
+
+	// An unhealthy node is reported by the others, who get a Changed signal.
+	drain(cs[0].Changed())
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := cs[2].SetHealthy(ctx, false); err != nil {
+		t.Fatalf("SetHealthy(false): %v", err)
+	}
+	waitFor(t, "m3 unhealthy everywhere", allHealthy(false, "m3"))
+	select {
+	case <-cs[0].Changed():
+	case <-time.After(waitTimeout):
+		t.Fatal("no Changed signal on m1 after m3's health changed")
+	}
+	// Unchanged health is not re-published.
+	if err := cs[2].SetHealthy(ctx, false); err != nil {
+		t.Fatalf("SetHealthy(false) again: %v", err)
+	}
+}
+
+func TestClusterLeave(t *testing.T) {
+	// A short rejoin interval makes the check below meaningful: the
+	// survivors try to re-join the leaver's address many times.
+	cs := startN(t, 3, Config{RejoinInterval: 50 * time.Millisecond})
+	waitMembers(t, cs, "m1", "m2", "m3")
+	drain(cs[0].Changed())
+
+	if err := cs[2].Leave(5 * time.Second); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	waitMembers(t, cs[:2], "m1", "m2")
+	select {
+	case <-cs[0].Changed():
+	default:
+		t.Error("no Changed signal on m1 after m3 left")
+	}
+	// Between Leave and Shutdown the leaver still answers; the survivors'
+	// rejoin loop must not bring it back.
+	for range 20 {
+		time.Sleep(25 * time.Millisecond)
+		for _, c := range cs[:2] {
+			if got := names(c.Members()); slices.Contains(got, "m3") {
+				t.Fatalf("%s lists m3 again after it left: %v", c.cfg.NodeName, got)
+			}
+		}
+	}
+	if err := cs[2].SetHealthy(t.Context(), true); !errors.Is(err, ErrShutdown) {
+		t.Errorf("SetHealthy after Leave: got %v, want ErrShutdown", err)
+	}
+}
+
+func TestClusterKilledMemberIsDropped(t *testing.T) {
+	cs := startN(t, 3, Config{})
+	waitMembers(t, cs, "m1", "m2", "m3")
+	if err := cs[1].Shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	waitMembers(t, []*Cluster{cs[0], cs[2]}, "m1", "m3")
+	if err := cs[1].Leave(time.Second); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Leave after Shutdown: got %v, want ErrShutdown", err)
+	}
+}
+
+// TestClusterRestartRejoins: a member killed and restarted under the same
+// name and address (a speaker Pod restart) is a member again, though the
+// others hold it dead at a higher incarnation than the new process starts
+// with.
+func TestClusterRestartRejoins(t *testing.T) {
+	cs := startN(t, 3, Config{})
+	waitMembers(t, cs, "m1", "m2", "m3")
+	port := int(cs[2].LocalAddr().Port())
+	if err := cs[2].Shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	waitMembers(t, cs[:2], "m1", "m2")
+
+	cs[2] = start(t, Config{NodeName: "m3", Port: port})
+	cs[2].SetPeers(addrsOf(cs))
+	waitMembers(t, cs, "m1", "m2", "m3")
+}
+
+// TestClusterRejoinLoopJoinsLatePeer: a known peer address that is not a
+// member (its speaker is not up yet, or was partitioned away) is joined by
+// the rejoin loop as soon as it answers, without any new SetPeers call.
+func TestClusterRejoinLoopJoinsLatePeer(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	m1 := start(t, Config{NodeName: "m1", RejoinInterval: interval})
+	// Reserve an address for m2 by starting and stopping a member on it.
+	probe := start(t, Config{NodeName: "placeholder"})
+	addr := probe.LocalAddr()
+	if err := probe.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	m1.SetPeers([]netip.AddrPort{addr})
+	time.Sleep(3 * interval) // several failed rounds
+
+	m2 := start(t, Config{NodeName: "m2", Port: int(addr.Port())}) // knows no peers
+	waitMembers(t, []*Cluster{m1, m2}, "m1", "m2")
+}
+
+func TestClusterEncryption(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, 32)
+	other := bytes.Repeat([]byte{2}, 32)
+	cs := startN(t, 2, Config{Key: key, RejoinInterval: 100 * time.Millisecond})
+	waitMembers(t, cs, "m1", "m2")
+
+	wrong := start(t, Config{NodeName: "wrong-key", Key: other, RejoinInterval: 100 * time.Millisecond})
+	plain := start(t, Config{NodeName: "no-key", RejoinInterval: 100 * time.Millisecond})
+	all := append(addrsOf(cs), wrong.LocalAddr(), plain.LocalAddr())
+	for _, c := range append(cs, wrong, plain) {
+		c.SetPeers(all)
+	}
+	// Several rejoin rounds in both directions.
+	time.Sleep(time.Second)
+	waitMembers(t, cs, "m1", "m2")
+	waitMembers(t, []*Cluster{wrong}, "wrong-key")
+	waitMembers(t, []*Cluster{plain}, "no-key")
+
+	// A member with the right key still joins.
+	right := start(t, Config{NodeName: "m3", Key: key})
+	right.SetPeers(addrsOf(cs))
+	waitMembers(t, append(cs, right), "m1", "m2", "m3")
+}
+
+func TestStartValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no name", Config{BindAddr: loopback, Port: -1}},
+		{"no address", Config{NodeName: "a", Port: -1}},
+		{"short key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Key: make([]byte, 15)}},
+		{"long key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Key: make([]byte, 33)}},
+		{"port out of range", Config{NodeName: "a", BindAddr: loopback, Port: 70000}},
+		{"probe timeout ≥ interval", Config{NodeName: "a", BindAddr: loopback, Port: -1, ProbeInterval: time.Second, ProbeTimeout: time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Start(t.Context(), tc.cfg)
+			if err == nil {
+				_ = c.Shutdown()
+				t.Fatal("Start succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestSetPeersFilters(t *testing.T) {
+	c := start(t, Config{NodeName: "a"})
+	self := c.LocalAddr()
+	p1 := netip.MustParseAddrPort("127.0.0.2:7946")
+	c.SetPeers([]netip.AddrPort{
+		self,
+		p1,
+		netip.MustParseAddrPort("[::ffff:127.0.0.2]:7946"), // same as p1
+		netip.MustParseAddrPort("[2001:db8::1]:7946"),      // other family
+		{},
+	})
+	c.peersMu.Lock()
+	got := slices.Clone(c.peers)
+	c.peersMu.Unlock()
+	if diff := cmp.Diff([]netip.AddrPort{p1}, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("peers (-want +got):\n%s", diff)
+	}
+}
+
+func TestShutdownStopsOnCancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	c, err := Start(ctx, Config{NodeName: "a", BindAddr: loopback, Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-c.loopDone // the rejoin loop ends on ctx.Done
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Shutdown(); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+// recordHandler records slog records.
+type recordHandler struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Level.String()+" "+r.Message)
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestLogWriter(t *testing.T) {
+	h := &recordHandler{}
+	w := &logWriter{log: slog.New(h)}
+	for _, line := range []string{
+		"[DEBUG] memberlist: Stream connection from=127.0.0.1:1234\n",
+		"[INFO] memberlist: Suspect m2 has failed, no acks received\n",
+		"[WARN] memberlist: Refuting a suspect message (from: m1)\n",
+		"[ERR] memberlist: Failed fallback TCP ping: EOF\n",
+		"[ERROR] memberlist: something\n",
+		"no prefix at all\n",
+	} {
+		if n, err := w.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", line, n, err)
+		}
+	}
+	want := []string{
+		"DEBUG Stream connection from=127.0.0.1:1234",
+		"INFO Suspect m2 has failed, no acks received",
+		"WARN Refuting a suspect message (from: m1)",
+		"ERROR Failed fallback TCP ping: EOF",
+		"ERROR something",
+		"INFO no prefix at all",
+	}
+	if diff := cmp.Diff(want, h.recs); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+func TestMetaFormat(t *testing.T) {
+	c := &Cluster{}
+	d := delegate{c}
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 0}) || metaHealthy(got) {
+		t.Errorf("unhealthy meta = %v", got)
+	}
+	c.healthy.Store(true)
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 1}) || !metaHealthy(got) {
+		t.Errorf("healthy meta = %v", got)
+	}
+	for _, m := range [][]byte{nil, {1}, {9, 0}} {
+		if metaHealthy(m) {
+			t.Errorf("metaHealthy(%v) = true", m)
+		}
+	}
+	if !metaHealthy([]byte{2, 1, 0xff}) {
+		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
+	}
+}
+
+// BenchmarkFailureDetection measures, with the shipped timing defaults,
+// how long after a member is killed (Shutdown without Leave) every other
+// member of a 5-member loopback cluster has stopped listing it. The killed
+// member then comes back under the same name and port before the next
+// trial. It reports the median, 95th percentile and maximum over the
+// trials (HERALD_FAILOVER_TRIALS, default 20); ns/op is the median.
+func BenchmarkFailureDetection(b *testing.B) {
+	trials := envInt(b, "HERALD_FAILOVER_TRIALS", 20)
+	for b.Loop() {
+		d := measureFailover(b, Config{}, 5, trials)
+		b.ReportMetric(float64(quantile(d, 0.5).Nanoseconds()), "ns/op")
+		b.ReportMetric(quantile(d, 0.5).Seconds(), "median-s")
+		b.ReportMetric(quantile(d, 0.95).Seconds(), "p95-s")
+		b.ReportMetric(quantile(d, 1).Seconds(), "max-s")
+		b.ReportMetric(quantile(d, 0).Seconds(), "min-s")
+	}
+}
+
+func measureFailover(b *testing.B, cfg Config, members, trials int) []time.Duration {
+	b.Helper()
+	cs := startN(b, members, cfg)
+	want := memberNames(cs)
+	waitMembers(b, cs, want...)
+
+	var out []time.Duration
+	for trial := range trials {
+		i := trial % members
+		victim := cs[i]
+		name, port := victim.cfg.NodeName, int(victim.LocalAddr().Port())
+		survivors := slices.Delete(slices.Clone(cs), i, i+1)
+		// Let any refutation or gossip of the previous trial settle.
+		time.Sleep(500 * time.Millisecond)
+
+		// Each survivor waits on its Changed signal (no busy polling, so
+		// large clusters in one process are not slowed down by the
+		// measurement) and records when it stopped listing the victim.
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			last time.Time
+		)
+		t0 := time.Now()
+		for _, s := range survivors {
+			wg.Go(func() {
+				timeout := time.After(waitTimeout)
+				for slices.Contains(names(s.Members()), name) {
+					select {
+					case <-s.Changed():
+					case <-timeout:
+						b.Errorf("trial %d: %s still lists %s after %v", trial, s.cfg.NodeName, name, waitTimeout)
+						return
+					}
+				}
+				now := time.Now()
+				mu.Lock()
+				if now.After(last) {
+					last = now
+				}
+				mu.Unlock()
+			})
+		}
+		if err := victim.Shutdown(); err != nil {
+			b.Fatalf("Shutdown: %v", err)
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+		out = append(out, last.Sub(t0))
+
+		c := cfg
+		c.NodeName, c.Port = name, port
+		cs[i] = start(b, c)
+		cs[i].SetPeers(addrsOf(cs))
+		waitMembers(b, cs, want...)
+	}
+	b.Logf("failure detection over %d trials: %v", trials, out)
+	return out
+}
+
+// quantile returns the q-quantile (nearest rank) of d.
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Sorted(slices.Values(d))
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func getenv(name string) string { return os.Getenv(name) }
+
+// envInt reads a positive number of trials from the environment.
+func envInt(tb testing.TB, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || n < 1 {
+		tb.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return n
+}
+
+// testLogLevel is debug when HERALD_TEST_DEBUG is set, else info.
+func testLogLevel() slog.Level {
+	if os.Getenv("HERALD_TEST_DEBUG") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
