@@ -238,8 +238,12 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	// layer-2 announcer stop answering.
 	err = sp.Run(ctx)
 	annCancel()
-	<-l2done
-	<-bgpDone
+	if lerr := <-l2done; lerr != nil {
+		log.Error("layer2 announcer stopped", "err", lerr)
+	}
+	if berr := <-bgpDone; berr != nil {
+		log.Error("bgp announcer stopped", "err", berr)
+	}
 	return err
 }
 

@@ -464,7 +464,9 @@ func TestExternalIPs(t *testing.T) {
 	e.createSvc("np", nodePort("203.0.113.0", "198.51.100.7", "198.18.0.9"))
 	e.waitEvent("np", EventExternalIPRefused, "198.51.100.7", "does not set externalIPs: true")
 	e.waitEvent("np", EventExternalIPRefused, "198.18.0.9", "no ready IPPool")
-	e.waitPool("ext", func(p *heraldv1.IPPool) bool { return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == 1 && p.Status.IPv4.Free == "3" })
+	e.waitPool("ext", func(p *heraldv1.IPPool) bool {
+		return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == 1 && p.Status.IPv4.Free == "3"
+	})
 
 	// A load balancer from the same pool skips it, and cannot ask for it.
 	e.createSvc("lb", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "ext" })

@@ -195,6 +195,12 @@ type Member struct {
 	Healthy bool
 }
 
+// member is a Member and the address and port it advertises.
+type member struct {
+	Member
+	addr netip.AddrPort
+}
+
 // Cluster is this speaker's membership in the memberlist cluster of all
 // speakers.
 type Cluster struct {
@@ -205,6 +211,10 @@ type Cluster struct {
 
 	healthy atomic.Bool
 	changed chan struct{}
+
+	// members mirrors memberlist's live members, maintained by events.
+	membersMu sync.Mutex
+	members   map[string]member
 
 	peersMu  sync.Mutex
 	peers    []netip.AddrPort
@@ -266,6 +276,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		log:      cfg.Log,
 		cfg:      cfg,
 		changed:  make(chan struct{}, 1),
+		members:  map[string]member{},
 		answered: map[netip.AddrPort]time.Time{},
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
@@ -358,12 +369,12 @@ func (c *Cluster) SetPeers(addrs []netip.AddrPort) {
 // and about to refute, and moving its addresses on suspicion would make
 // every false suspicion a failover.
 func (c *Cluster) Members() []Member {
-	nodes := c.ml.Members()
-	out := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
-		addr, _ := netip.AddrFromSlice(n.Addr)
-		out = append(out, Member{Name: n.Name, Addr: addr.Unmap(), Healthy: metaHealthy(n.Meta)})
+	c.membersMu.Lock()
+	out := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		out = append(out, m.Member)
 	}
+	c.membersMu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -540,11 +551,11 @@ func (c *Cluster) join(ctx context.Context, p netip.AddrPort) bool {
 
 // liveAddrs returns the advertised addresses of the live members.
 func (c *Cluster) liveAddrs() map[netip.AddrPort]bool {
-	live := map[netip.AddrPort]bool{}
-	for _, n := range c.ml.Members() {
-		if a, ok := netip.AddrFromSlice(n.Addr); ok {
-			live[netip.AddrPortFrom(a.Unmap(), n.Port)] = true
-		}
+	c.membersMu.Lock()
+	defer c.membersMu.Unlock()
+	live := make(map[netip.AddrPort]bool, len(c.members))
+	for _, m := range c.members {
+		live[m.addr] = true
 	}
 	return live
 }
@@ -568,13 +579,33 @@ func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (delegate) LocalState(bool) []byte          { return nil }
 func (delegate) MergeRemoteState([]byte, bool)   {}
 
-// events turns memberlist's callbacks (made while it holds its node lock, so
-// they must not call back into it) into the Changed signal.
+// events keeps the Cluster's copy of the membership and raises the Changed
+// signal. memberlist calls it while holding its node lock, so it must not
+// call back into memberlist; it is also the only race-free moment to read a
+// *memberlist.Node, whose fields memberlist updates in place after
+// Memberlist.Members has returned pointers to them.
 type events struct{ c *Cluster }
 
-func (e events) NotifyJoin(*memberlist.Node)   { e.c.signal() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.c.signal() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.c.signal() }
+func (e events) NotifyJoin(n *memberlist.Node)   { e.c.setMember(n) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.c.setMember(n) }
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.c.membersMu.Lock()
+	delete(e.c.members, n.Name)
+	e.c.membersMu.Unlock()
+	e.c.signal()
+}
+
+func (c *Cluster) setMember(n *memberlist.Node) {
+	addr, _ := netip.AddrFromSlice(n.Addr)
+	addr = addr.Unmap()
+	c.membersMu.Lock()
+	c.members[n.Name] = member{
+		Member: Member{Name: n.Name, Addr: addr, Healthy: metaHealthy(n.Meta)},
+		addr:   netip.AddrPortFrom(addr, n.Port),
+	}
+	c.membersMu.Unlock()
+	c.signal()
+}
 
 // logWriter bridges memberlist's *log.Logger into slog: memberlist prefixes
 // each line with its level ("[DEBUG] memberlist: ...").

@@ -125,7 +125,7 @@ func TestCandidateRules(t *testing.T) {
 			} else if len(l2[a]) != 1 || !contains(tc.wantL2, l2[a][0]) {
 				t.Errorf("layer2 owners %v, want exactly one of %v", l2[a], tc.wantL2)
 			}
-			if fmt.Sprint(bgp[a]) != fmt.Sprint(tc.wantBGP) && !(len(bgp[a]) == 0 && tc.wantBGP == nil) {
+			if got := bgp[a]; fmt.Sprint(got) != fmt.Sprint(tc.wantBGP) && (len(got) != 0 || tc.wantBGP != nil) {
 				t.Errorf("bgp announcers %v, want %v", bgp[a], tc.wantBGP)
 			}
 		})
