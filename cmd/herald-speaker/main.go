@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -178,10 +179,15 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-speaker", Host: f.nodeName})
 
 	reg := cmdutil.NewRegistry()
+	// The layer-2 announcer reports conflicts through the speaker, which
+	// knows the Services to put the Event on; it exists only later.
+	var spRef atomic.Pointer[speaker.Speaker]
 	l2 := layer2.New(layer2.Config{
 		Log: log.With("source", "layer2"), Registry: reg,
 		OnConflict: func(addr netip.Addr, iface string, mac net.HardwareAddr) {
-			log.Warn("another host answers for an address this node owns", "ip", addr, "iface", iface, "mac", mac.String())
+			if s := spRef.Load(); s != nil {
+				s.ReportConflict(addr, iface, mac)
+			}
 		},
 	})
 	bgpAnn, err := newBGP(ctx, kube, f, recorder, log, reg)
@@ -202,6 +208,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		spCfg.BGP = bgpAdapter{bgpAnn}
 	}
 	sp := speaker.New(spCfg)
+	spRef.Store(sp)
 	health := &speaker.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: linkUpFor(bind), Log: log}
 	health.Register(reg)
 

@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -354,9 +355,16 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	}
 	proto := key[:len(key)-len(addr.String())-1]
 	s.log.Info("announcing", "ip", addr, "protocol", proto, "service", svcs, "via", via)
+	how := "interface chosen automatically"
+	if proto == "bgp" {
+		how = "to every peer"
+	}
+	if len(via) > 0 {
+		how = "via " + strings.Join(via, ", ")
+	}
 	for _, key := range svcs {
 		if svc := s.service(key); svc != nil {
-			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (via %v)", addr, s.cfg.NodeName, proto, via)
+			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (%s)", addr, s.cfg.NodeName, proto, how)
 		}
 	}
 	return now
@@ -558,4 +566,29 @@ func (s *Speaker) bgpPeers() []BGPPeer {
 	}
 	slices.SortFunc(out, func(a, b BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// EventAddressConflict is the Warning Event for another host answering
+// for an address this node owns (split brain, or a static address clash).
+const EventAddressConflict = "AddressConflict"
+
+// ReportConflict records that another MAC answered for addr, which this
+// node announces over layer 2: a Warning Event on every Service using it.
+// The layer-2 announcer calls it once per conflict episode.
+func (s *Speaker) ReportConflict(addr netip.Addr, iface string, mac net.HardwareAddr) {
+	s.mu.Lock()
+	var svcs []string
+	for _, a := range s.last.L2 {
+		if a.Addr == addr {
+			svcs = a.Services
+		}
+	}
+	s.mu.Unlock()
+	s.log.Warn("another host answers for an address this node owns", "ip", addr, "iface", iface, "mac", mac.String(), "service", svcs)
+	for _, key := range svcs {
+		if svc := s.service(key); svc != nil {
+			s.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, EventAddressConflict,
+				"%s is owned by node %s but %s also answers for it on %s (split brain, or a host configured with the address)", addr, s.cfg.NodeName, mac, iface)
+		}
+	}
 }
