@@ -218,7 +218,7 @@ type Cluster struct {
 
 	peersMu  sync.Mutex
 	peers    []netip.AddrPort
-	answered map[netip.AddrPort]time.Time // see answeredBackoff
+	answered map[netip.AddrPort]time.Time // see answeredBackoffRounds
 	kick     chan struct{}
 
 	// mu serializes SetHealthy, Leave and Shutdown: memberlist panics on a
@@ -313,6 +313,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if mc.Transport != nil {
+			_ = mc.Transport.Shutdown()
+		}
 		return nil, fmt.Errorf("starting memberlist on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(port)), err)
 	}
 	c.ml = ml

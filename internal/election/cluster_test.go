@@ -537,8 +537,6 @@ func quantile(d []time.Duration, q float64) time.Duration {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-func getenv(name string) string { return os.Getenv(name) }
-
 // envInt reads a positive number of trials from the environment.
 func envInt(tb testing.TB, name string, def int) int {
 	s := os.Getenv(name)

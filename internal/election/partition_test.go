@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -127,7 +128,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 func BenchmarkPartitionHeal(b *testing.B) {
 	trials := envInt(b, "HERALD_PARTITION_TRIALS", 10)
 	hold := time.Second
-	if s := getenv("HERALD_PARTITION_HOLD"); s != "" {
+	if s := os.Getenv("HERALD_PARTITION_HOLD"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			b.Fatalf("HERALD_PARTITION_HOLD: %v", err)
