@@ -74,3 +74,11 @@ func dur(d *metav1.Duration, def time.Duration) time.Duration {
 	}
 	return d.Duration
 }
+
+func (b bgpAdapter) Sessions() map[string]bool {
+	out := map[string]bool{}
+	for name, st := range b.a.Sessions() {
+		out[name] = st.Up
+	}
+	return out
+}

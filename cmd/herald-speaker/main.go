@@ -190,7 +190,11 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 			}
 		},
 	})
-	bgpAnn, err := newBGP(ctx, kube, f, recorder, log, reg)
+	bgpAnn, err := newBGP(ctx, kube, f, recorder, log, reg, func() {
+		if s := spRef.Load(); s != nil {
+			s.SessionsChanged()
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -316,7 +320,7 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 
 // newBGP builds the BGP announcer: router ID and next hops are this node's
 // InternalIPs, so routers reach the node itself (ECMP over every node).
-func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder record.EventRecorder, log *slog.Logger, reg *prometheus.Registry) (*bgp.Announcer, error) {
+func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder record.EventRecorder, log *slog.Logger, reg *prometheus.Registry, changed func()) (*bgp.Announcer, error) {
 	n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading node %s: %w", f.nodeName, err)
@@ -341,6 +345,7 @@ func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder r
 	return bgp.New(bgp.Config{
 		RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
 		OnSessionChange: func(peer string, up bool) {
+			changed()
 			ref := &corev1.ObjectReference{APIVersion: "herald.dev/v1alpha1", Kind: "BGPPeer", Name: peer}
 			if up {
 				recorder.Eventf(ref, corev1.EventTypeNormal, "SessionUp", "BGP session from node %s established", f.nodeName)

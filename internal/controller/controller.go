@@ -60,6 +60,7 @@ type itemKind uint8
 const (
 	kindService itemKind = iota
 	kindPool
+	kindPeer
 )
 
 // item is the work queue's key: a Service (namespace/name) or an IPPool.
@@ -76,9 +77,11 @@ type Controller struct {
 
 	queue workqueue.TypedRateLimitingInterface[item]
 
-	svcs  corelisters.ServiceLister
-	nss   corelisters.NamespaceLister
-	pools heraldlisters.IPPoolLister
+	svcs     corelisters.ServiceLister
+	nss      corelisters.NamespaceLister
+	pools    heraldlisters.IPPoolLister
+	peers    heraldlisters.BGPPeerLister
+	speakers heraldlisters.SpeakerLister
 
 	kubeFactory   kubeinformers.SharedInformerFactory
 	heraldFactory heraldinformers.SharedInformerFactory
@@ -142,6 +145,27 @@ func New(cfg Config) *Controller {
 			}
 		},
 		DeleteFunc: func(obj any) { c.enqueueObj(kindPool, obj) },
+	})
+	peerInf := c.heraldFactory.Herald().V1alpha1().BGPPeers()
+	speakerInf := c.heraldFactory.Herald().V1alpha1().Speakers()
+	c.peers, c.speakers = peerInf.Lister(), speakerInf.Lister()
+	_, _ = peerInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { c.enqueueObj(kindPeer, obj) },
+		UpdateFunc: func(old, obj any) {
+			if old.(*heraldv1.BGPPeer).Generation != obj.(*heraldv1.BGPPeer).Generation {
+				c.enqueueObj(kindPeer, obj)
+			}
+		},
+	})
+	// Speakers report their sessions; every BGPPeer's status sums them.
+	allPeers := func(any) {
+		peers, _ := c.peers.List(labels.Everything())
+		for _, p := range peers {
+			c.queue.AddAfter(item{kind: kindPeer, key: p.Name}, c.cfg.PoolStatusDelay)
+		}
+	}
+	_, _ = speakerInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: allPeers, UpdateFunc: func(_, obj any) { allPeers(obj) }, DeleteFunc: allPeers,
 	})
 	_, _ = nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(old, obj any) {
@@ -302,6 +326,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	case kindPool:
 		err = c.syncPool(ctx, it.key)
 		c.m.syncs.WithLabelValues("pool").Observe(time.Since(start).Seconds())
+	case kindPeer:
+		err = c.syncPeer(ctx, it.key)
+		c.m.syncs.WithLabelValues("bgppeer").Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
 		// A conflict means our cache was behind our own last write; the

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -51,6 +52,12 @@ func (s *Speaker) report() heraldv1.SpeakerStatus {
 		add("bgp", a.Addr, a.Pool, a.Services, a.Policy.Peers)
 	}
 	st.Layer2Count, st.BGPCount = int32(len(s.last.L2)), int32(len(s.last.BGP))
+	if s.cfg.BGP != nil {
+		sessions := s.cfg.BGP.Sessions()
+		for _, peer := range slices.Sorted(maps.Keys(sessions)) {
+			st.BGPSessions = append(st.BGPSessions, heraldv1.BGPSession{Peer: peer, Up: sessions[peer]})
+		}
+	}
 	return st
 }
 

@@ -44,7 +44,13 @@ type L2Announcer interface {
 type BGPAnnouncer interface {
 	Set(ctx context.Context, want []BGPAnnouncement) error
 	SetPeers(ctx context.Context, peers []BGPPeer) error
+	// Sessions reports, per BGPPeer name, whether the session is up.
+	Sessions() map[string]bool
 }
+
+// SessionsChanged tells the speaker a BGP session went up or down, so its
+// report (and from it the BGPPeer's status) follows.
+func (s *Speaker) SessionsChanged() { s.pokeReport() }
 
 // BGPPeer is a BGPPeer object whose nodeSelector matches this node, with
 // its password read from the referenced Secret.

@@ -65,6 +65,14 @@ type SpeakerStatus struct {
 	// +kubebuilder:validation:MaxItems=100000
 	Announcements []Announcement `json:"announcements,omitempty"`
 
+	// bgpSessions are this node's sessions with the BGPPeers that select
+	// it; the controller sums them into each BGPPeer's status.
+	// +optional
+	// +listType=map
+	// +listMapKey=peer
+	// +kubebuilder:validation:MaxItems=1000
+	BGPSessions []BGPSession `json:"bgpSessions,omitempty"`
+
 	// updated is when this report was written.
 	// +optional
 	Updated metav1.Time `json:"updated,omitzero"`
@@ -97,6 +105,15 @@ type Announcement struct {
 	Via []string `json:"via,omitempty"`
 	// since is when this node started announcing the address.
 	Since metav1.Time `json:"since"`
+}
+
+// BGPSession is one node's session with one BGPPeer.
+type BGPSession struct {
+	// peer is the BGPPeer's name.
+	// +kubebuilder:validation:MaxLength=253
+	Peer string `json:"peer"`
+	// up is true while the session is Established.
+	Up bool `json:"up"`
 }
 
 // SpeakerList is a list of Speakers.
