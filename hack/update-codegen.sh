@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates everything derived from internal/apis: deepcopy functions and
 # CRD manifests (controller-gen), and the typed clientset, listers and
-# informers (code-generator). Tools are pinned by the tool directives in
+# informers (code-generator); the RBAC roles from the +kubebuilder:rbac
+# markers; and, last, manifests/install.yaml from config/ (which includes
+# the CRDs and roles). Tools are pinned by the tool directives in
 # go.mod. Run from the repository root: bash hack/update-codegen.sh
 set -euo pipefail
 
@@ -20,6 +22,14 @@ go tool controller-gen object:headerFile="${boilerplate}" paths=./internal/apis/
 # CRDs: stale files are removed first so a renamed kind leaves nothing behind.
 rm -f config/crd/bases/*.yaml
 go tool controller-gen crd paths=./internal/apis/... output:crd:artifacts:config=config/crd/bases
+
+# RBAC: one ClusterRole (and one Role for herald's namespace) per binary,
+# from the +kubebuilder:rbac markers in each package's rbac.go.
+rm -f config/rbac/controller_role.yaml config/rbac/speaker_role.yaml
+go tool controller-gen rbac:roleName=herald-controller,fileName=controller_role.yaml,headerFile=hack/boilerplate.rbac.yaml.txt \
+	paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
+go tool controller-gen rbac:roleName=herald-speaker,fileName=speaker_role.yaml,headerFile=hack/boilerplate.rbac.yaml.txt \
+	paths=./internal/speaker/... output:rbac:artifacts:config=config/rbac
 
 # Clients: generated from scratch each time so deleted types leave nothing
 # behind.
@@ -47,3 +57,6 @@ go tool informer-gen \
 	--output-dir "${client_dir}/informers" \
 	--output-pkg "${client_pkg}/informers" \
 	"${apis_pkg}/${groups}"
+
+# The install manifest embeds the CRDs and roles generated above.
+hack/update-manifests.sh
