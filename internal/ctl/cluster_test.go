@@ -1,0 +1,241 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/testcluster"
+)
+
+// TestStatusAndPools writes what herald-controller and the speakers would
+// (pool status, Service status, Events, Speaker reports) into a real API
+// server and compares heraldctl's views with golden files in
+// testdata/cluster.
+func TestStatusAndPools(t *testing.T) {
+	c := testcluster.ForTest(t, testcluster.Options{CRDDir: crdDir})
+	ctx := context.Background()
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	herald := versioned.NewForConfigOrDie(c.Config).HeraldV1alpha1()
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	at := func(ago time.Duration) metav1.Time { return metav1.NewTime(now.Add(-ago)) }
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ready := func(status metav1.ConditionStatus, reason, msg string) []metav1.Condition {
+		return []metav1.Condition{{Type: heraldv1.ConditionReady, Status: status, Reason: reason, Message: msg, LastTransitionTime: at(time.Hour)}}
+	}
+	for _, p := range []heraldv1.IPPool{
+		{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"198.51.100.0/28", "2001:db8::/124"}},
+			Status: heraldv1.IPPoolStatus{
+				IPv4:       &heraldv1.FamilyUsage{Total: "16", Allocated: 2, Free: "14"},
+				IPv6:       &heraldv1.FamilyUsage{Total: "16", Allocated: 0, Free: "16"},
+				Conditions: ready(metav1.ConditionTrue, heraldv1.ReasonValid, "all addresses usable"),
+			}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"203.0.113.0/28"},
+			Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{}}},
+			Status: heraldv1.IPPoolStatus{
+				IPv4:       &heraldv1.FamilyUsage{Total: "16", Allocated: 1, Free: "15"},
+				Conditions: ready(metav1.ConditionTrue, heraldv1.ReasonValid, "all addresses usable"),
+			}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "late"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"198.51.100.8/29"}},
+			Status: heraldv1.IPPoolStatus{
+				IPv4:       &heraldv1.FamilyUsage{Total: "8", Allocated: 0, Free: "0"},
+				Conditions: ready(metav1.ConditionFalse, heraldv1.ReasonOverlap, "overlaps IPPool lan"),
+			}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "new"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"2001:db8:1::/64"}}},
+	} {
+		created, err := herald.IPPools().Create(ctx, &p, metav1.CreateOptions{})
+		must(created, err)
+		if p.Status.Conditions != nil {
+			created.Status = p.Status
+			must(herald.IPPools().UpdateStatus(ctx, created, metav1.UpdateOptions{}))
+		}
+	}
+
+	ns := "shop"
+	must(kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
+	service := func(name string, class *string, pool string, ips ...string) {
+		t.Helper()
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: class,
+				AllocateLoadBalancerNodePorts: ptr.To(false),
+				Ports:                         []corev1.ServicePort{{Port: 80}},
+			},
+		}
+		if pool != "" {
+			svc.Annotations = map[string]string{k8s.AnnotationPoolAllocated: pool}
+		}
+		svc, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+		must(svc, err)
+		if len(ips) == 0 {
+			return
+		}
+		for _, ip := range ips {
+			svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip, IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
+		}
+		must(kube.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}))
+	}
+	service("web", nil, "lan", "198.51.100.1", "2001:db8::1")
+	service("api", ptr.To("herald.dev/lb"), "", "203.0.113.5")
+	service("orphan", nil, "lan", "198.51.100.2")
+	service("stuck", nil, "")
+	service("waiting", nil, "")
+	service("not-ours", ptr.To("example.com/other"), "", "192.0.2.1")
+	for i, msg := range []string{"PoolNotFound: an older failure", "PoolNotFound: IPPool \"gold\" does not exist"} {
+		must(kube.CoreV1().Events(ns).Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: "stuck." + string(rune('a'+i)), Namespace: ns},
+			InvolvedObject: corev1.ObjectReference{Kind: "Service", Namespace: ns, Name: "stuck", APIVersion: "v1"},
+			Reason:         eventAllocationFailed, Message: msg, Type: corev1.EventTypeWarning,
+			FirstTimestamp: at(time.Duration(10-i) * time.Minute), LastTimestamp: at(time.Duration(10-i) * time.Minute),
+			Source: corev1.EventSource{Component: "herald-controller"},
+		}, metav1.CreateOptions{}))
+	}
+
+	for _, s := range []heraldv1.Speaker{
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: heraldv1.SpeakerStatus{
+			Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 2, BGPCount: 1,
+			Announcements: []heraldv1.Announcement{
+				{Address: "198.51.100.1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
+				{Address: "2001:db8::1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
+				{Address: "203.0.113.5", Protocol: "bgp", Pool: "routed", Services: []string{"shop/api"}, Via: []string{"tor"}, Since: at(3 * time.Hour)},
+			},
+			BGPSessions: []heraldv1.BGPSession{{Peer: "tor", Up: true}},
+			Updated:     at(time.Minute),
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}, Status: heraldv1.SpeakerStatus{
+			Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, BGPCount: 1,
+			Announcements: []heraldv1.Announcement{
+				{Address: "203.0.113.5", Protocol: "bgp", Pool: "routed", Services: []string{"shop/api"}, Via: []string{"tor"}, Since: at(2 * time.Hour)},
+			},
+			BGPSessions: []heraldv1.BGPSession{{Peer: "tor", Up: false}},
+			Updated:     at(time.Minute),
+		}},
+		// node-c stopped without withdrawing its report: nobody sees it.
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}, Status: heraldv1.SpeakerStatus{
+			Healthy: true, Members: 3, LiveMembers: []string{"node-a", "node-b", "node-c"}, Layer2Count: 1,
+			Announcements: []heraldv1.Announcement{
+				{Address: "198.51.100.2", Protocol: "layer2", Pool: "lan", Services: []string{"shop/orphan"}, Since: at(time.Hour)},
+			},
+			Updated: at(time.Hour),
+		}},
+	} {
+		created, err := herald.Speakers().Create(ctx, &heraldv1.Speaker{ObjectMeta: s.ObjectMeta}, metav1.CreateOptions{})
+		must(created, err)
+		created.Status = s.Status
+		must(herald.Speakers().UpdateStatus(ctx, created, metav1.UpdateOptions{}))
+	}
+
+	installMetalLB(t, c.Config)
+
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"status.txt", []string{"status"}},
+		{"status.yaml", []string{"status", "-o", "yaml"}},
+		{"pools.txt", []string{"--kubeconfig", c.Kubeconfig, "pools"}},
+		{"pools.json", []string{"pools", "-o", "json"}},
+		{"import-metallb.yaml", []string{"import-metallb"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := Env{Out: &out, Err: &errb, Now: func() time.Time { return now }}
+			if tc.args[0] != "--kubeconfig" {
+				env.Config = c.Config
+			}
+			if code := Main(ctx, env, tc.args); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			golden(t, filepath.Join("testdata/cluster", tc.golden), out.String()+errb.String())
+		})
+	}
+}
+
+// installMetalLB serves MetalLB's kinds (with schemas that accept anything:
+// the point is the dynamic read, not MetalLB's validation) and creates the
+// objects of testdata/import/bgp-communities in metallb-system.
+func installMetalLB(t *testing.T, cfg *rest.Config) {
+	t.Helper()
+	ctx := context.Background()
+	ext := apiextensionsclient.NewForConfigOrDie(cfg)
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	kube := kubernetes.NewForConfigOrDie(cfg)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "metallb-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{ // kind -> version
+		"IPAddressPool": "v1beta1", "L2Advertisement": "v1beta1", "BGPAdvertisement": "v1beta1",
+		"Community": "v1beta1", "BGPPeer": "v1beta2",
+	}
+	plural := func(kind string) string {
+		if kind == "Community" {
+			return "communities"
+		}
+		return strings.ToLower(kind) + "s"
+	}
+	for kind, version := range kinds {
+		crd := &apiextensionsv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{Name: plural(kind) + ".metallb.io"},
+			Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+				Group: "metallb.io", Scope: apiextensionsv1.NamespaceScoped,
+				Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: plural(kind), Kind: kind},
+				Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+					Name: version, Served: true, Storage: true,
+					Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+						Type: "object", XPreserveUnknownFields: ptr.To(true),
+					}},
+				}},
+			},
+		}
+		if _, err := ext.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile("testdata/import/bgp-communities/in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+		gvr := gv.WithResource(plural(obj.GetKind()))
+		// A new CRD takes a moment to be served.
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := dyn.Resource(gvr).Namespace("metallb-system").Create(ctx, &obj, metav1.CreateOptions{})
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("creating %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	"github.com/heraldlb/herald/internal/cmdutil"
+)
+
+// Env is what a heraldctl run talks to: its streams, the clock (status
+// shows ages) and, for tests, a fixed cluster configuration.
+type Env struct {
+	Name     string // the program name in messages: heraldctl or kubectl-herald
+	In       io.Reader
+	Out, Err io.Writer
+	Now      func() time.Time
+	// Config, if set, is used instead of --kubeconfig and the defaults.
+	Config *rest.Config
+}
+
+// requestTimeout bounds each API request, so that an unreachable cluster
+// is reported instead of waited for.
+const requestTimeout = 30 * time.Second
+
+// Exit codes: 2 for bad usage, as the flag package does.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const usage = `Usage: %[1]s [--kubeconfig PATH] [--log-level LEVEL] COMMAND [flags]
+
+Commands:
+  status          every Service address herald manages: pool, protocol,
+                  announcing node(s), since when, and problems
+  pools           per IPPool and address family: total, allocated, free, ready
+  import-metallb  convert MetalLB custom resources to herald's (-f FILE, -f -
+                  for stdin, or without -f: read them from the cluster)
+
+Every command takes -o table|yaml|json (default table; import-metallb
+defaults to yaml, its output being meant for kubectl apply).
+Installed as kubectl-herald (a symlink is enough), it runs as "kubectl herald".
+Run '%[1]s COMMAND --help' for a command's flags.
+`
+
+// Main runs heraldctl with args (without the program name) and returns the
+// process exit code.
+func Main(ctx context.Context, env Env, args []string) int {
+	if env.Name == "" {
+		env.Name = "heraldctl"
+	}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	var common cmdutil.Common
+	top := flag.NewFlagSet(env.Name, flag.ContinueOnError)
+	top.SetOutput(env.Err)
+	common.Register(top)
+	top.Usage = func() {
+		_, _ = fmt.Fprintf(env.Err, usage, env.Name)
+		_, _ = fmt.Fprintln(env.Err, "\nGlobal flags:")
+		top.PrintDefaults()
+	}
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if top.NArg() == 0 {
+		top.Usage()
+		return exitUsage
+	}
+	cmd, rest := top.Arg(0), top.Args()[1:]
+	fs := flag.NewFlagSet(env.Name+" "+cmd, flag.ContinueOnError)
+	fs.SetOutput(env.Err)
+	// The global flags are accepted after the command too.
+	fs.StringVar(&common.Kubeconfig, "kubeconfig", common.Kubeconfig, "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
+	fs.StringVar(&common.LogLevel, "log-level", common.LogLevel, "log level: debug, info, warn or error")
+	defaultOut := "table"
+	var file string
+	class := defaultClass
+	switch cmd {
+	case "status":
+		fs.StringVar(&class, "load-balancer-class", defaultClass, "herald-controller's --load-balancer-class: Services of this class (or none) are herald's")
+	case "pools":
+	case "import-metallb":
+		defaultOut = "yaml"
+		fs.StringVar(&file, "f", "", "file of MetalLB objects (multi-document YAML, JSON or a List); - reads stdin; unset: read them from the cluster")
+	default:
+		_, _ = fmt.Fprintf(env.Err, "%s: unknown command %q\nRun '%s --help' for the commands.\n", env.Name, cmd, env.Name)
+		return exitUsage
+	}
+	output := fs.String("o", defaultOut, "output format: table, yaml or json")
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	bad := func(err error) int {
+		_, _ = fmt.Fprintf(env.Err, "%s: %v\nRun '%s --help' for the flags.\n", fs.Name(), err, fs.Name())
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return bad(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	switch *output {
+	case "table", "yaml", "json":
+	default:
+		return bad(fmt.Errorf("invalid -o %q: want table, yaml or json", *output))
+	}
+	switch strings.ToLower(common.LogLevel) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		return bad(fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", common.LogLevel))
+	}
+	common.Logger(env.Err, "heraldctl") // routes client-go's logging to stderr at the chosen level
+
+	if cmd == "import-metallb" && file != "" {
+		return run(env, func() error { return importFile(env, file, *output) })
+	}
+	cfg := env.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = common.RESTConfig("heraldctl"); err != nil {
+			_, _ = fmt.Fprintf(env.Err, "%s: %v\n", env.Name, err)
+			return exitError
+		}
+		// The daemons' dialer waits out API server outages; a command in a
+		// user's shell must fail promptly instead.
+		cfg.Dial = nil
+		cfg.Timeout = requestTimeout
+	}
+	c, err := newClients(cfg)
+	if err != nil {
+		_, _ = fmt.Fprintf(env.Err, "%s: %v\n", env.Name, err)
+		return exitError
+	}
+	switch cmd {
+	case "status":
+		return run(env, func() error { return status(ctx, env, c, class, *output) })
+	case "pools":
+		return run(env, func() error { return pools(ctx, env, c, *output) })
+	default:
+		return run(env, func() error { return importCluster(ctx, env, c, *output) })
+	}
+}
+
+func run(env Env, f func() error) int {
+	if err := f(); err != nil {
+		_, _ = fmt.Fprintf(env.Err, "%s: %v\n", env.Name, err)
+		return exitError
+	}
+	return exitOK
+}
+
+type clients struct {
+	kube    kubernetes.Interface
+	herald  versioned.Interface
+	dynamic dynamic.Interface
+}
+
+func newClients(cfg *rest.Config) (*clients, error) {
+	var c clients
+	var err error
+	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	if c.herald, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating the herald client: %w", err)
+	}
+	if c.dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating the dynamic client: %w", err)
+	}
+	return &c, nil
+}
+
+// printStructured writes v as YAML or JSON.
+func printStructured(w io.Writer, format string, v any) error {
+	var data []byte
+	var err error
+	if format == "json" {
+		data, err = json.MarshalIndent(v, "", "  ")
+		data = append(data, '\n')
+	} else {
+		data, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", format, err)
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func openInput(env Env, file string) (io.ReadCloser, error) {
+	if file == "-" {
+		return io.NopCloser(env.In), nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("opening MetalLB objects: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,106 @@
+package ctl
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+)
+
+func TestAliveNodes(t *testing.T) {
+	sp := func(name string, live ...string) heraldv1.Speaker {
+		return heraldv1.Speaker{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: heraldv1.SpeakerStatus{LiveMembers: live}}
+	}
+	for _, tc := range []struct {
+		name     string
+		speakers []heraldv1.Speaker
+		want     map[string]bool
+	}{
+		{"lone speaker vouches for itself", []heraldv1.Speaker{sp("a", "a")}, map[string]bool{"a": true}},
+		{"two see each other", []heraldv1.Speaker{sp("a", "a", "b"), sp("b", "a", "b")}, map[string]bool{"a": true, "b": true}},
+		{"a node only it sees is dead", []heraldv1.Speaker{sp("a", "a", "b"), sp("b", "a", "b"), sp("c", "a", "b", "c")}, map[string]bool{"a": true, "b": true}},
+		{"partition: each side vouches for its members", []heraldv1.Speaker{sp("a", "a", "b"), sp("b", "a", "b"), sp("c", "c", "d"), sp("d", "c", "d")},
+			map[string]bool{"a": true, "b": true, "c": true, "d": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, aliveNodes(tc.speakers)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestOneSelector(t *testing.T) {
+	host := func(h string) metav1.LabelSelector {
+		return metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": h}}
+	}
+	for _, tc := range []struct {
+		name   string
+		in     []metav1.LabelSelector
+		want   *metav1.LabelSelector
+		wantOK bool
+	}{
+		{"none", nil, nil, true},
+		{"one", []metav1.LabelSelector{host("a")}, &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": "a"}}, true},
+		{"empty matches all", []metav1.LabelSelector{host("a"), {}}, nil, true},
+		{"same key folds into In", []metav1.LabelSelector{host("b"), host("a"), {MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: metav1.LabelSelectorOpIn, Values: []string{"c", "a"}}}}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b", "c"}}}}, true},
+		{"different keys", []metav1.LabelSelector{host("a"), {MatchLabels: map[string]string{"rack": "1"}}}, nil, false},
+		{"two labels in one", []metav1.LabelSelector{host("a"), {MatchLabels: map[string]string{"kubernetes.io/hostname": "b", "rack": "1"}}}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := oneSelector(tc.in)
+			if ok != tc.wantOK {
+				t.Fatalf("ok = %v, want %v", ok, tc.wantOK)
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestNormalizeAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.0/24":               "198.51.100.0/24",
+		"198.51.100.7/24":               "198.51.100.0/24",
+		"198.51.100.7":                  "198.51.100.7/32",
+		"2001:db8::1":                   "2001:db8::1/128",
+		" 198.51.100.1 - 198.51.100.9 ": "198.51.100.1-198.51.100.9",
+		"198.51.100.1-2001:db8::1":      "",
+		"garbage":                       "",
+	} {
+		got, ok := normalizeAddress(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("normalizeAddress(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// FuzzImport feeds arbitrary input to the MetalLB reader and converter:
+// user input must never make heraldctl panic.
+func FuzzImport(f *testing.F) {
+	files, _ := filepath.Glob("testdata/import/*/in.yaml")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var in metallbSet
+		if in.read(bytes.NewReader(data)) != nil {
+			return
+		}
+		res := convert(&in)
+		if _, _, err := res.objects(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
