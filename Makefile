@@ -25,8 +25,12 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: ## Regenerate deepcopy, clientset, listers, informers and CRDs.
+generate: ## Regenerate deepcopy, clientset, listers, informers, CRDs, RBAC roles and manifests/install.yaml.
 	hack/update-codegen.sh
+
+.PHONY: manifests
+manifests: ## Render manifests/install.yaml from config/default (part of generate).
+	hack/update-manifests.sh
 
 .PHONY: verify
 verify: ## Fail if generated files or go.mod/go.sum are stale.
@@ -78,6 +82,8 @@ build: ## Build the binaries into bin/.
 
 LAB := bin/herald-lab
 BENCH_LAB_OUT ?= e2e/lab/bench-failover.txt
+BENCH_ROLLING_OUT ?= e2e/lab/bench-rolling.txt
+BENCH_ETP_OUT ?= e2e/lab/bench-etp-move.txt
 
 .PHONY: lab-bin
 lab-bin:
@@ -96,5 +102,7 @@ e2e: k8sbin ## Lab scenarios (e2e/scenarios, tag privileged, root): ETP Cluster/
 	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -tags privileged -count=1 -timeout 30m -v ./e2e/scenarios/
 
 .PHONY: bench-lab
-bench-lab: k8sbin lab-bin ## L2 failover over 20 trials (client probing every 10 ms) into $(BENCH_LAB_OUT).
+bench-lab: k8sbin lab-bin ## L2 failover (20 trials) into $(BENCH_LAB_OUT); rolling speaker restart and ETP Local move appended to $(BENCH_ROLLING_OUT), $(BENCH_ETP_OUT).
 	$(LAB) bench-failover -trials 20 -out $(BENCH_LAB_OUT)
+	$(LAB) bench-rolling -rounds 3 -out $(BENCH_ROLLING_OUT)
+	$(LAB) bench-etp-move -trials 10 -out $(BENCH_ETP_OUT)

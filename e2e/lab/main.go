@@ -7,6 +7,8 @@
 //	go run ./e2e/lab down l2
 //	go run ./e2e/lab demo                                 # what `make demo` runs
 //	go run ./e2e/lab bench-failover [-trials 20] [-out FILE]
+//	go run ./e2e/lab bench-rolling [-rounds 3] [-vips 3] [-out FILE]   # appends to FILE
+//	go run ./e2e/lab bench-etp-move [-trials 10] [-out FILE]           # appends to FILE
 //
 // Without -d, up stays in the foreground and tears the lab down on Ctrl-C.
 package main
@@ -33,7 +35,7 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-const usage = `usage: lab up [-d] TOPOLOGY | down NAME|TOPOLOGY | status NAME|TOPOLOGY | demo | bench-failover [-trials N] [-out FILE]`
+const usage = `usage: lab up [-d] TOPOLOGY | down NAME|TOPOLOGY | status NAME|TOPOLOGY | demo | bench-failover [-trials N] [-out FILE] | bench-rolling [-rounds N] [-vips N] [-out FILE] | bench-etp-move [-trials N] [-out FILE]`
 
 func run(args []string) int {
 	if len(args) == 0 {
@@ -53,6 +55,10 @@ func run(args []string) int {
 		err = demo(args[1:], log)
 	case "bench-failover":
 		err = benchFailover(args[1:], log)
+	case "bench-rolling":
+		err = benchRolling(args[1:], log)
+	case "bench-etp-move":
+		err = benchETPMove(args[1:], log)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		return 2

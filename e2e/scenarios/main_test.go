@@ -4,10 +4,13 @@ package scenarios
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +33,12 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	flag.Parse()
+	if !runsL2Scenarios() {
+		// -run selects only the BGP scenarios: they bring up their own lab.
+		code := m.Run()
+		return downBGPLab(code)
+	}
 	stateDir, err := os.MkdirTemp("", "herald-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -48,6 +57,7 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "lab up in %v (state %s)\n", time.Since(start).Round(time.Millisecond), stateDir)
 	theLab = l
 	code := m.Run()
+	code = downBGPLab(code)
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "scenario failed; process logs were in %s/logs (removed with the lab)\n", stateDir)
 		dumpLogs(stateDir)
@@ -57,6 +67,36 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return code
+}
+
+// runsL2Scenarios says whether -run selects a scenario of the shared l2
+// lab: a test function of this package outside bgp_test.go.
+func runsL2Scenarios() bool {
+	pattern := flag.Lookup("test.run").Value.String()
+	if pattern == "" {
+		return true
+	}
+	re, err := regexp.Compile(strings.SplitN(pattern, "/", 2)[0])
+	if err != nil {
+		return true
+	}
+	files, _ := filepath.Glob("*_test.go")
+	testFunc := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
+	for _, f := range files {
+		if f == "bgp_test.go" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return true
+		}
+		for _, m := range testFunc.FindAllStringSubmatch(string(raw), -1) {
+			if re.MatchString(m[1]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // dumpLogs prints the tails of the lab processes' logs for a failed run.

@@ -442,8 +442,13 @@ func (s *Speaker) poolInfos() []Pool {
 }
 
 func poolInfo(p *heraldv1.IPPool, log *slog.Logger) Pool {
+	// Until the controller has judged this generation of the spec, the
+	// pool still holds what it held: a shrunk spec arrives before the
+	// InUseOutsideSpec condition that keeps addresses outside it, and
+	// deciding in between would withdraw them for that moment.
+	outside := meta.FindStatusCondition(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)
 	info := Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs,
-		HoldsOutsideSpec: meta.IsStatusConditionTrue(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)}
+		HoldsOutsideSpec: outside != nil && (outside.Status == metav1.ConditionTrue || outside.ObservedGeneration < p.Generation)}
 	for _, a := range p.Spec.Addresses {
 		r, err := allocator.ParseRange(a)
 		if err != nil {

@@ -1,10 +1,16 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,4 +114,61 @@ func (l *Lab) RouterCommand(node string, words ...string) []string {
 	default:
 		return append([]string{"birdc", "-s", filepath.Join(l.StateDir, n.Name, "bird.ctl")}, words...)
 	}
+}
+
+// RouterQuery runs RouterCommand(node, words...) inside the router's
+// namespace and returns its output.
+func (l *Lab) RouterQuery(ctx context.Context, node string, words ...string) (string, error) {
+	return netns.Run(ctx, l.Node(node).Namespace, l.RouterCommand(node, words...)...)
+}
+
+// KernelRoute returns the gateways of the kernel route for prefix in
+// node's main table (several for an ECMP route), sorted; none if there
+// is no such route.
+func (l *Lab) KernelRoute(ctx context.Context, node string, prefix netip.Prefix) ([]netip.Addr, error) {
+	family := "-4"
+	if prefix.Addr().Is6() {
+		family = "-6"
+	}
+	out, err := exec.CommandContext(ctx, "ip", family, "-n", l.Node(node).Namespace, "-j", "route", "show", "exact", prefix.String()).Output()
+	if err != nil {
+		return nil, fmt.Errorf("reading the route to %s on %s: %w", prefix, node, err)
+	}
+	type hop struct {
+		Gateway string `json:"gateway"`
+	}
+	var routes []struct {
+		hop
+		Nexthops []hop `json:"nexthops"`
+	}
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return nil, fmt.Errorf("parsing the route to %s on %s: %w (%s)", prefix, node, err, out)
+	}
+	var gws []netip.Addr
+	for _, r := range routes {
+		for _, h := range append([]hop{r.hop}, r.Nexthops...) {
+			if a, err := netip.ParseAddr(h.Gateway); err == nil {
+				gws = append(gws, a)
+			}
+		}
+	}
+	slices.SortFunc(gws, netip.Addr.Compare)
+	return slices.Compact(gws), nil
+}
+
+// KernelRouteCount counts the routes of protocol proto (e.g. "bgp",
+// "bird") in node's main table for one family (4 or 6).
+func (l *Lab) KernelRouteCount(ctx context.Context, node string, family int, proto string) (int, error) {
+	out, err := exec.CommandContext(ctx, "ip", "-"+strconv.Itoa(family), "-n", l.Node(node).Namespace,
+		"route", "show", "proto", proto).Output()
+	if err != nil {
+		return 0, fmt.Errorf("listing %s routes on %s: %w", proto, node, err)
+	}
+	n := 0
+	for line := range bytes.Lines(out) {
+		if len(line) > 0 && line[0] != ' ' && line[0] != '\t' { // ECMP hops are indented
+			n++
+		}
+	}
+	return n, nil
 }
