@@ -11,17 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/listtype"
-	schemavalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	celconfig "k8s.io/apiserver/pkg/apis/cel"
-	"sigs.k8s.io/yaml"
+
+	"github.com/heraldlb/herald/internal/crdcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -156,63 +148,31 @@ func golden(t *testing.T, path, got string) {
 // as internal/apis/herald/v1alpha1's validation tests do: default it, then
 // check the OpenAPI schema, list types and CEL rules.
 
-type crdSchema struct {
-	internal   *apiextensions.JSONSchemaProps
-	structural *structuralschema.Structural
-}
+type crdSchema = crdcheck.Schema
 
 func loadCRDs(t *testing.T) map[string]crdSchema {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(crdDir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("finding CRDs in %s: %v", crdDir, err)
-	}
-	crds := map[string]crdSchema{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v1crd apiextensionsv1.CustomResourceDefinition
-		if err := yaml.UnmarshalStrict(data, &v1crd); err != nil {
-			t.Fatalf("decoding %s: %v", f, err)
-		}
-		var crd apiextensions.CustomResourceDefinition
-		if err := apiextensionsv1.Convert_v1_CustomResourceDefinition_To_apiextensions_CustomResourceDefinition(&v1crd, &crd, nil); err != nil {
-			t.Fatalf("converting %s: %v", f, err)
-		}
-		s, err := structuralschema.NewStructural(crd.Spec.Validation.OpenAPIV3Schema)
-		if err != nil {
-			t.Fatalf("%s: structural schema: %v", f, err)
-		}
-		crds[crd.Spec.Names.Kind] = crdSchema{internal: crd.Spec.Validation.OpenAPIV3Schema, structural: s}
+	crds, err := crdcheck.Load(crdDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return crds
 }
 
 func validate(t *testing.T, s crdSchema, obj map[string]any) field.ErrorList {
 	t.Helper()
-	defaulting.Default(obj, s.structural)
-	validator, _, err := schemavalidation.NewSchemaValidator(s.internal)
+	errs, err := s.Validate(obj)
 	if err != nil {
-		t.Fatalf("schema validator: %v", err)
+		t.Fatal(err)
 	}
-	errs := schemavalidation.ValidateCustomResource(nil, obj, validator)
-	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, s.structural, obj)...)
-	celErrs, _ := cel.NewValidator(s.structural, true, celconfig.PerCallLimit).
-		Validate(context.Background(), nil, s.structural, obj, nil, celconfig.RuntimeCELCostBudget)
-	return append(errs, celErrs...)
+	return errs
 }
 
 func decode(t *testing.T, data []byte) map[string]any {
 	t.Helper()
-	j, err := yaml.YAMLToJSON(data)
+	obj, err := crdcheck.Decode(data)
 	if err != nil {
-		t.Fatalf("converting YAML: %v", err)
-	}
-	var obj map[string]any
-	if err := utiljson.Unmarshal(j, &obj); err != nil {
-		t.Fatalf("decoding: %v", err)
+		t.Fatal(err)
 	}
 	return obj
 }

@@ -2,7 +2,6 @@ package v1alpha1_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,18 +9,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	crdvalidation "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/validation"
-	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
-	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/listtype"
-	schemavalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"sigs.k8s.io/yaml"
+
+	"github.com/heraldlb/herald/internal/crdcheck"
 
 	"github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 )
@@ -36,81 +27,32 @@ import (
 
 const crdDir = "../../../../config/crd/bases"
 
-// crdSchema is one generated CRD, ready to validate objects of its kind.
-type crdSchema struct {
-	internal   *apiextensions.JSONSchemaProps
-	structural *structuralschema.Structural
-}
+type crdSchema = crdcheck.Schema
 
 func loadCRDs(t *testing.T) map[string]crdSchema {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(crdDir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("finding CRDs in %s: %v (run hack/update-codegen.sh)", crdDir, err)
-	}
-	crds := map[string]crdSchema{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v1crd apiextensionsv1.CustomResourceDefinition
-		if err := yaml.UnmarshalStrict(data, &v1crd); err != nil {
-			t.Fatalf("decoding %s: %v", f, err)
-		}
-		var crd apiextensions.CustomResourceDefinition
-		if err := apiextensionsv1.Convert_v1_CustomResourceDefinition_To_apiextensions_CustomResourceDefinition(&v1crd, &crd, nil); err != nil {
-			t.Fatalf("converting %s: %v", f, err)
-		}
-		if len(crd.Spec.Versions) != 1 || crd.Spec.Validation == nil {
-			t.Fatalf("%s: want one version with a schema", f)
-		}
-		// The API server records the stored version on create.
-		crd.Status.StoredVersions = []string{crd.Spec.Versions[0].Name}
-		if errs := crdvalidation.ValidateCustomResourceDefinition(context.Background(), &crd); len(errs) > 0 {
-			t.Errorf("the API server would refuse %s:\n%s", filepath.Base(f), joinErrs(errs))
-		}
-		// The internal version holds a schema shared by all versions at the
-		// top level.
-		internal := crd.Spec.Validation.OpenAPIV3Schema
-		s, err := structuralschema.NewStructural(internal)
-		if err != nil {
-			t.Fatalf("%s: structural schema: %v", f, err)
-		}
-		crds[crd.Spec.Names.Kind] = crdSchema{internal: internal, structural: s}
+	crds, err := crdcheck.Load(crdDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return crds
 }
 
-// validate does what the API server does with a new object: default it,
-// then validate schema, list types and CEL rules. It returns the defaulted
-// object.
+// validate defaults obj in place and returns it with the API server's errors.
 func validate(t *testing.T, s crdSchema, obj map[string]any) (map[string]any, field.ErrorList) {
 	t.Helper()
-	defaulting.Default(obj, s.structural)
-	validator, _, err := schemavalidation.NewSchemaValidator(s.internal)
+	errs, err := s.Validate(obj)
 	if err != nil {
-		t.Fatalf("schema validator: %v", err)
+		t.Fatal(err)
 	}
-	errs := schemavalidation.ValidateCustomResource(nil, obj, validator)
-	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, s.structural, obj)...)
-	celErrs, _ := cel.NewValidator(s.structural, true, celconfig.PerCallLimit).
-		Validate(context.Background(), nil, s.structural, obj, nil, celconfig.RuntimeCELCostBudget)
-	errs = append(errs, celErrs...)
 	return obj, errs
 }
 
-// decode reads YAML the way the API server reads JSON: whole numbers become
-// int64, as the CEL validator expects.
 func decode(t *testing.T, data []byte) map[string]any {
 	t.Helper()
-	j, err := yaml.YAMLToJSON(data)
+	obj, err := crdcheck.Decode(data)
 	if err != nil {
-		t.Fatalf("converting YAML: %v", err)
-	}
-	var obj map[string]any
-	if err := utiljson.Unmarshal(j, &obj); err != nil {
-		t.Fatalf("decoding: %v", err)
+		t.Fatal(err)
 	}
 	return obj
 }
