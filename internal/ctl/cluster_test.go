@@ -179,8 +179,11 @@ func TestStatusAndPools(t *testing.T) {
 }
 
 // installMetalLB serves MetalLB's kinds (with schemas that accept anything:
-// the point is the dynamic read, not MetalLB's validation) and creates the
-// objects of testdata/import/bgp-communities in metallb-system.
+// the point is the dynamic read, not MetalLB's validation), creates the
+// objects of testdata/import/bgp-communities in metallb-system, and gives
+// two Services of namespace shop MetalLB annotations. Neither is herald's
+// (one has another class, the other is no LoadBalancer), so the status
+// views do not change.
 func installMetalLB(t *testing.T, cfg *rest.Config) {
 	t.Helper()
 	ctx := context.Background()
@@ -236,6 +239,29 @@ func installMetalLB(t *testing.T, cfg *rest.Config) {
 		})
 		if err != nil {
 			t.Fatalf("creating %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	for _, svc := range []*corev1.Service{
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "legacy-dns", Namespace: "shop", Annotations: map[string]string{
+				"metallb.io/address-pool":             "internal",
+				"metallb.universe.tf/allow-shared-ip": "dns",
+			}},
+			Spec: corev1.ServiceSpec{
+				Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("example.com/metallb"),
+				AllocateLoadBalancerNodePorts: ptr.To(false),
+				Ports:                         []corev1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}},
+			},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Name: "metrics", Namespace: "shop", Annotations: map[string]string{
+				"metallb.io/address-pool": "internal",
+			}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 9090}}},
+		},
+	} {
+		if _, err := kube.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -30,6 +31,7 @@ type metallbSet struct {
 	communities []mlbCommunity
 	peers       []mlbPeer
 	bfd         []mlbObject
+	services    []corev1.Service // core/v1 Services, for their MetalLB annotations
 	other       []mlbObject
 	unknown     []string // "<object> <path>" of fields import-metallb does not know
 }
@@ -96,6 +98,12 @@ func (s *metallbSet) add(j []byte) error {
 		}
 		return nil
 	}
+	if head.APIVersion == "v1" && head.Kind == "Service" {
+		if err := decodeInto(j, &s.services); err != nil {
+			return fmt.Errorf("decoding %s: %w", head.ref(), err)
+		}
+		return nil
+	}
 	group, _, _ := strings.Cut(head.APIVersion, "/")
 	if group != "metallb.io" {
 		s.other = append(s.other, head.mlbObject)
@@ -134,12 +142,14 @@ func decodeInto[T any](j []byte, list *[]T) error {
 	return nil
 }
 
-// converted is import-metallb's result: herald objects, a comment block
-// for each, and one line per thing that could not be carried over.
+// converted is import-metallb's result: herald objects and a comment
+// block for each, the herald annotations to add to Services, and one line
+// per thing that could not be carried over.
 type converted struct {
 	Pools       []heraldv1.IPPool
 	Peers       []heraldv1.BGPPeer
-	Comments    map[string][]string // by "Kind/name"
+	Comments    map[string][]string // by "Kind/name" of the herald objects
+	Services    []serviceUpdate     // by namespace/name
 	Diagnostics []string
 }
 
@@ -190,6 +200,7 @@ func convert(in *metallbSet) converted {
 			c.out.Peers = append(c.out.Peers, hp)
 		}
 	}
+	c.services()
 	slices.Sort(in.unknown)
 	for _, u := range in.unknown {
 		c.diag("%s: field unknown to heraldctl (a newer MetalLB?): not converted", u)

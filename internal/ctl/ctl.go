@@ -48,11 +48,17 @@ Commands:
   status          every Service address herald manages: pool, protocol,
                   announcing node(s), since when, and problems
   pools           per IPPool and address family: total, allocated, free, ready
-  import-metallb  convert MetalLB custom resources to herald's (-f FILE, -f -
-                  for stdin, or without -f: read them from the cluster)
+  import-metallb  convert MetalLB custom resources to herald's, and the MetalLB
+                  annotations of Services to herald's (-f FILE, -f - for
+                  stdin, or without -f: read them from the cluster, Services
+                  of every namespace included)
 
 Every command takes -o table|yaml|json (default table; import-metallb
-defaults to yaml, its output being meant for kubectl apply).
+defaults to yaml). import-metallb's yaml and json output holds only herald
+objects, for kubectl apply; the herald annotations Services need come as
+"# kubectl annotate ..." comment lines, at the end of the yaml output, and on
+stderr before the diagnostics with -o json. To collect them for review:
+  grep '^# kubectl annotate ' FILE | cut -c3- > annotate.sh
 Installed as kubectl-herald (a symlink is enough), it runs as "kubectl herald".
 Run '%[1]s COMMAND --help' for a command's flags.
 `
@@ -100,7 +106,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	case "pools":
 	case "import-metallb":
 		defaultOut = "yaml"
-		fs.StringVar(&file, "f", "", "file of MetalLB objects (multi-document YAML, JSON or a List); - reads stdin; unset: read them from the cluster")
+		fs.StringVar(&file, "f", "", "file of MetalLB objects and Services (multi-document YAML, JSON or a List as kubectl get -A -o yaml prints); - reads stdin; unset: read them from the cluster")
 	default:
 		_, _ = fmt.Fprintf(env.Err, "%s: unknown command %q\nRun '%s --help' for the commands.\n", env.Name, cmd, env.Name)
 		return exitUsage

@@ -66,17 +66,39 @@ func importCluster(ctx context.Context, env Env, c *clients, format string) erro
 			break
 		}
 	}
+	// Services: the same ones a file would yield (kubectl get services -A),
+	// less those without MetalLB annotations, which need nothing.
+	svcs, err := c.kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing Services: %w", err)
+	}
+	for _, svc := range svcs.Items {
+		if hasMetalLBAnnotation(svc.Annotations) {
+			in.services = append(in.services, svc)
+			found = true
+		}
+	}
 	if !found {
-		return fmt.Errorf("the cluster serves no metallb.io resources; pass -f FILE with MetalLB objects")
+		return fmt.Errorf("the cluster serves no metallb.io resources and no Service has a MetalLB annotation; pass -f FILE with MetalLB objects")
 	}
 	return writeImport(env, convert(&in), format)
 }
 
-// writeImport prints the herald objects to env.Out and what could not be
-// carried over to env.Err, one line each.
+// writeImport prints the herald objects to env.Out, and to env.Err what
+// could not be carried over, one line each. Only herald objects are ever
+// printed as objects, so that yaml and json output can be applied as they
+// are; the herald annotations Services lack are kubectl annotate commands
+// in annotateBlock, at the end of the YAML output, and for -o json on
+// env.Err before the diagnostics, since a JSON document has no comments.
+// -o table lists the Services among the objects.
 func writeImport(env Env, res converted, format string) error {
 	if err := renderImport(env.Out, res, format); err != nil {
 		return err
+	}
+	if format == "json" {
+		if _, err := io.WriteString(env.Err, annotateBlock(res.Services)); err != nil {
+			return err
+		}
 	}
 	return renderDiagnostics(env.Err, res)
 }
@@ -94,9 +116,33 @@ func renderDiagnostics(w io.Writer, res converted) error {
 	return err
 }
 
-// objects returns the converted objects as maps without the fields a new
-// object never carries (creationTimestamp, status), in output order, and
-// the key of each for its comments.
+// annotatePrefix begins every line of annotateBlock that holds a command,
+// and no other line of import-metallb's output (diagnostics never begin
+// with "#", their header not with this), so that
+// grep '^# kubectl annotate ' | cut -c3- extracts the commands from stdout
+// (yaml) or stderr (json) alike.
+const annotatePrefix = "# kubectl annotate "
+
+// annotateBlock is the kubectl annotate command of every Service update,
+// in the order of svcs (namespace/name), under a header; "" without any.
+// Each is a comment, so the block can end a YAML stream meant for kubectl
+// apply.
+func annotateBlock(svcs []serviceUpdate) string {
+	if len(svcs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# Service annotations: run these (they add herald's annotations; MetalLB's\n")
+	b.WriteString("# stay until you remove them):\n")
+	for _, u := range svcs {
+		b.WriteString("# " + u.command() + "\n")
+	}
+	return b.String()
+}
+
+// objects returns the converted herald objects as maps without the fields
+// a new object never carries (creationTimestamp, status), in output order,
+// and the key of each for its comments.
 func (res converted) objects() ([]map[string]any, []string, error) {
 	var out []map[string]any
 	var keys []string
@@ -154,11 +200,18 @@ func renderImport(w io.Writer, res converted, format string) error {
 			}
 			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\n", kind, name, from)
 		}
+		for _, u := range res.Services {
+			_, _ = fmt.Fprintf(tw, "Service\t%s\t%s\n", svcName(u.Namespace, u.Name), strings.Join(u.From, ", "))
+		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	default:
 		b.WriteString("# Converted from MetalLB by heraldctl import-metallb.\n")
+		if len(res.Services) > 0 {
+			b.WriteString("# Applying this changes no Service: the kubectl annotate commands at the\n")
+			b.WriteString("# end give the Services herald's annotations.\n")
+		}
 		for i, o := range objs {
 			b.WriteString("---\n")
 			for _, c := range res.Comments[keys[i]] {
@@ -169,6 +222,11 @@ func renderImport(w io.Writer, res converted, format string) error {
 				return fmt.Errorf("encoding %s: %w", keys[i], err)
 			}
 			b.Write(data)
+		}
+		if len(res.Services) > 0 {
+			// No "---" before it: comments after the last object belong to
+			// it, where a separator would open an empty document.
+			b.WriteString("\n" + annotateBlock(res.Services))
 		}
 	}
 	_, err = w.Write(b.Bytes())

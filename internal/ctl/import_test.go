@@ -1,9 +1,13 @@
 package ctl
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/heraldlb/herald/internal/crdcheck"
 )
@@ -26,11 +31,7 @@ const crdDir = "../../config/crd/bases"
 // CRD schema and CEL rules as the API server would apply them.
 func TestImportGolden(t *testing.T) {
 	crds := loadCRDs(t)
-	dirs, err := filepath.Glob("testdata/import/*")
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no import cases: %v", err)
-	}
-	for _, dir := range dirs {
+	for _, dir := range importCases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			var out, diags bytes.Buffer
 			env := Env{Out: &out, Err: &diags}
@@ -41,15 +42,128 @@ func TestImportGolden(t *testing.T) {
 			golden(t, filepath.Join(dir, "out.yaml"), out.String())
 			golden(t, filepath.Join(dir, "diagnostics.txt"), diags.String())
 
-			for _, doc := range strings.Split(out.String(), "\n---\n")[1:] {
-				obj := decode(t, []byte(doc))
+			for _, obj := range yamlObjects(t, out.Bytes()) {
 				kind, _ := obj["kind"].(string)
 				s, ok := crds[kind]
 				if !ok {
-					t.Fatalf("no CRD for kind %q", kind)
+					t.Fatalf("no CRD for kind %q: the output must hold herald objects only", kind)
 				}
 				if errs := validate(t, s, obj); len(errs) > 0 {
 					t.Errorf("the API server would refuse %s %v:\n%s", kind, obj["metadata"], errs.ToAggregate())
+				}
+			}
+		})
+	}
+}
+
+func importCases(t *testing.T) []string {
+	t.Helper()
+	dirs, err := filepath.Glob("testdata/import/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no import cases: %v", err)
+	}
+	return dirs
+}
+
+// yamlObjects splits a YAML stream into its objects as kubectl apply -f
+// does, skipping the documents that hold only comments.
+func yamlObjects(t *testing.T, data []byte) []map[string]any {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var objs []map[string]any
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatalf("reading the YAML stream: %v", err)
+		}
+		if obj := decode(t, doc); obj != nil {
+			objs = append(objs, obj)
+		}
+	}
+}
+
+func convertFile(t *testing.T, path string) converted {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var in metallbSet
+	if err := in.read(f); err != nil {
+		t.Fatal(err)
+	}
+	return convert(&in)
+}
+
+// annotateLines returns the lines of s that hold a kubectl annotate
+// command, as the usage text says to extract them.
+func annotateLines(s string) []string {
+	var cmds []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, annotatePrefix) {
+			cmds = append(cmds, l)
+		}
+	}
+	return cmds
+}
+
+// TestImportAppliesNoService checks, for every import case, what makes the
+// output safe for kubectl apply: the yaml and json stdout hold herald
+// objects only, never a Service (applying a partial one removes, from a
+// Service last applied with kubectl apply, the fields it leaves out), and
+// the Services' kubectl annotate commands are printed once, as comments at
+// the end of the yaml output and on stderr with -o json, the same in both.
+func TestImportAppliesNoService(t *testing.T) {
+	herald := map[string]bool{"IPPool": true, "BGPPeer": true}
+	for _, dir := range importCases(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			run := func(format string) (string, string) {
+				var out, errb bytes.Buffer
+				args := []string{"import-metallb", "-f", filepath.Join(dir, "in.yaml"), "-o", format}
+				if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code != 0 {
+					t.Fatalf("-o %s: exit %d: %s", format, code, errb.String())
+				}
+				return out.String(), errb.String()
+			}
+			yamlOut, yamlErr := run("yaml")
+			jsonOut, jsonErr := run("json")
+
+			var list struct {
+				APIVersion, Kind string
+				Items            []map[string]any
+			}
+			if err := json.Unmarshal([]byte(jsonOut), &list); err != nil {
+				t.Fatalf("-o json: stdout is not one JSON document: %v", err)
+			}
+			if list.APIVersion != "v1" || list.Kind != "List" {
+				t.Errorf("-o json: %s %s, want a v1 List", list.APIVersion, list.Kind)
+			}
+			yamlObjs := yamlObjects(t, []byte(yamlOut))
+			for format, objs := range map[string][]map[string]any{"yaml": yamlObjs, "json": list.Items} {
+				for _, o := range objs {
+					if kind, _ := o["kind"].(string); !herald[kind] {
+						t.Errorf("-o %s: a %s object in stdout: %v", format, kind, o["metadata"])
+					}
+				}
+			}
+			if len(yamlObjs) != len(list.Items) {
+				t.Errorf("%d objects in yaml, %d in json", len(yamlObjs), len(list.Items))
+			}
+
+			cmds := annotateLines(yamlOut)
+			if d := cmp.Diff(cmds, annotateLines(jsonErr)); d != "" {
+				t.Errorf("kubectl annotate commands differ between -o yaml stdout and -o json stderr (-yaml +json):\n%s", d)
+			}
+			if want := len(convertFile(t, filepath.Join(dir, "in.yaml")).Services); len(cmds) != want {
+				t.Errorf("%d kubectl annotate commands, want one for each of the %d Services to annotate", len(cmds), want)
+			}
+			for name, s := range map[string]string{"-o yaml stderr": yamlErr, "-o json stdout": jsonOut} {
+				if strings.Contains(s, "kubectl annotate") {
+					t.Errorf("%s names kubectl annotate:\n%s", name, s)
 				}
 			}
 		})
@@ -76,6 +190,63 @@ func TestImportStdinAndFormats(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), tc.want) {
 			t.Errorf("-o %s: output lacks %q:\n%s", tc.format, tc.want, out.String())
+		}
+	}
+}
+
+// TestImportServiceFormats checks where each output format puts the
+// Services: never as objects in the yaml or json meant for kubectl apply,
+// but as kubectl annotate commands at the end of the yaml output, or on
+// stderr before the diagnostics with -o json; -o table lists them.
+func TestImportServiceFormats(t *testing.T) {
+	const (
+		header  = "# Service annotations: run these (they add herald's annotations; MetalLB's\n# stay until you remove them):\n"
+		command = "# kubectl annotate --namespace shop service web herald.dev/ips=198.51.100.10,2001:db8:100::10 herald.dev/pool=public\n"
+		diag    = "Service shop/two-v4 metallb.universe.tf/loadBalancerIPs: more than one IPv4 address"
+	)
+	type stream struct {
+		want []string // in this order
+		not  []string
+	}
+	for _, tc := range []struct {
+		format      string
+		out, stderr stream
+	}{
+		{"json",
+			stream{want: []string{`"kind": "IPPool"`, `"kind": "List"`}, not: []string{`"kind": "Service"`, "kubectl annotate"}},
+			stream{want: []string{header, command, "# 5 thing(s) could not be carried over exactly:\n", diag}}},
+		{"yaml",
+			stream{want: []string{"kind: IPPool", "\n\n" + header, command}, not: []string{"kind: Service"}},
+			stream{want: []string{diag}, not: []string{"kubectl annotate"}}},
+		{"table",
+			stream{want: []string{"IPPool   public", "Service  shop/web       metallb.io/loadBalancerIPs, metallb.io/address-pool\n"}, not: []string{"kubectl annotate"}},
+			stream{want: []string{diag}, not: []string{"kubectl annotate"}}},
+	} {
+		var out, errb bytes.Buffer
+		args := []string{"import-metallb", "-f", "testdata/import/service-annotations/in.yaml", "-o", tc.format}
+		if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code != 0 {
+			t.Fatalf("-o %s: exit %d: %s", tc.format, code, errb.String())
+		}
+		check := func(name, got string, s stream) {
+			rest := got
+			for _, w := range s.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Errorf("-o %s: %s lacks %q after what precedes it here:\n%s", tc.format, name, w, got)
+					break
+				}
+				rest = rest[i+len(w):]
+			}
+			for _, n := range s.not {
+				if strings.Contains(got, n) {
+					t.Errorf("-o %s: %s has %q:\n%s", tc.format, name, n, got)
+				}
+			}
+		}
+		check("stdout", out.String(), tc.out)
+		check("stderr", errb.String(), tc.stderr)
+		if tc.format == "yaml" && !strings.HasSuffix(out.String(), command) {
+			t.Errorf("-o yaml: stdout does not end with the last Service's command:\n%s", out.String())
 		}
 	}
 }

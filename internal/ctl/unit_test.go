@@ -104,3 +104,64 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+func TestMetalLBValue(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ann  map[string]string
+		want mlbValue
+	}{
+		{"none", map[string]string{"herald.dev/pool": "a"}, mlbValue{}},
+		{"old prefix", map[string]string{"metallb.universe.tf/address-pool": "a"}, mlbValue{key: "metallb.universe.tf/address-pool", value: "a"}},
+		{"new prefix", map[string]string{"metallb.io/address-pool": "a"}, mlbValue{key: "metallb.io/address-pool", value: "a"}},
+		{"both agree", map[string]string{"metallb.io/address-pool": "a", "metallb.universe.tf/address-pool": "a"},
+			mlbValue{key: "metallb.io/address-pool", value: "a", other: "a"}},
+		{"new wins", map[string]string{"metallb.io/address-pool": "a", "metallb.universe.tf/address-pool": "b"},
+			mlbValue{key: "metallb.io/address-pool", value: "a", other: "b", conflict: true}},
+		{"new wins even empty", map[string]string{"metallb.io/address-pool": "", "metallb.universe.tf/address-pool": "b"},
+			mlbValue{key: "metallb.io/address-pool", value: "", other: "b", conflict: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, metallbValue(tc.ann, mlbAddressPool), cmp.AllowUnexported(mlbValue{})); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestMetalLBIPsProblem(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.1":                         "",
+		" 198.51.100.1 , 2001:db8::1":          "",
+		"::ffff:198.51.100.1,2001:db8::1":      "", // MetalLB reads the mapped address as IPv4
+		"198.51.100.1,":                        "an empty entry",
+		"":                                     "an empty entry",
+		"198.51.100.1,198.51.100.2":            "two IPv4 addresses",
+		"::ffff:198.51.100.1,198.51.100.2":     "two IPv4 addresses",
+		"198.51.100.1,2001:db8::1,2001:db8::2": "more than two addresses",
+		"fe80::1%eth0":                         `"fe80::1%eth0" is not an IP address`,
+		"web":                                  `"web" is not an IP address`,
+	} {
+		if got := metallbIPsProblem(in); got != want {
+			t.Errorf("metallbIPsProblem(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAnnotateCommand(t *testing.T) {
+	got := annotateCommand("shop", "web", map[string]string{
+		"herald.dev/share": "it's a key", "herald.dev/ips": "198.51.100.1,2001:db8::1", "herald.dev/pool": "",
+	})
+	want := `kubectl annotate --namespace shop service web herald.dev/ips=198.51.100.1,2001:db8::1 herald.dev/pool= 'herald.dev/share=it'\''s a key'`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := annotateCommand("", "web", map[string]string{"herald.dev/pool": "a"}); got != "kubectl annotate service web herald.dev/pool=a" {
+		t.Errorf("without namespace: %s", got)
+	}
+	for in, want := range map[string]string{"": "''", "a b": "'a b'", "$x": "'$x'", "a;b": "'a;b'", "a,b:c/d": "a,b:c/d"} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
