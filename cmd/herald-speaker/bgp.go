@@ -54,6 +54,12 @@ func (b bgpAdapter) SetPeers(ctx context.Context, peers []speaker.BGPPeer) error
 			ConnectTime: dur(p.Spec.ConnectTime, defaultConnectTime), EBGPMultiHop: p.Spec.EBGPMultiHop,
 			Password: p.Password, GracefulRestart: p.Spec.GracefulRestart,
 		}
+		if p.Spec.RouterID != "" {
+			if peer.RouterID, err = netip.ParseAddr(p.Spec.RouterID); err != nil {
+				errs = append(errs, fmt.Errorf("BGPPeer %s: routerID %q: %w", p.Name, p.Spec.RouterID, err))
+				continue
+			}
+		}
 		if p.Spec.PeerPort != nil {
 			peer.Port = uint16(*p.Spec.PeerPort)
 		}

@@ -190,9 +190,9 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 			}
 		},
 	})
-	bgpAnn, err := newBGP(ctx, kube, f, recorder, log, reg, func() {
+	bgpAnn, err := newBGP(ctx, kube, f, log, reg, func(peer string, up bool) {
 		if s := spRef.Load(); s != nil {
-			s.SessionsChanged()
+			s.SessionChanged(peer, up)
 		}
 	})
 	if err != nil {
@@ -320,7 +320,7 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 
 // newBGP builds the BGP announcer: router ID and next hops are this node's
 // InternalIPs, so routers reach the node itself (ECMP over every node).
-func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder record.EventRecorder, log *slog.Logger, reg *prometheus.Registry, changed func()) (*bgp.Announcer, error) {
+func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, log *slog.Logger, reg *prometheus.Registry, sessionChanged func(peer string, up bool)) (*bgp.Announcer, error) {
 	n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading node %s: %w", f.nodeName, err)
@@ -344,14 +344,6 @@ func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, recorder r
 	}
 	return bgp.New(bgp.Config{
 		RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
-		OnSessionChange: func(peer string, up bool) {
-			changed()
-			ref := &corev1.ObjectReference{APIVersion: "herald.dev/v1alpha1", Kind: "BGPPeer", Name: peer}
-			if up {
-				recorder.Eventf(ref, corev1.EventTypeNormal, "SessionUp", "BGP session from node %s established", f.nodeName)
-			} else {
-				recorder.Eventf(ref, corev1.EventTypeWarning, "SessionDown", "BGP session from node %s is down", f.nodeName)
-			}
-		},
+		OnSessionChange: sessionChanged,
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,10 @@ type Peer struct {
 	EBGPMultiHop    bool
 	Password        string // TCP-MD5; "" = none
 	GracefulRestart bool
+	// RouterID, if set, asks for this BGP identifier instead of
+	// Config.RouterID. One GoBGP server has one identifier: it is taken
+	// when BGP starts, only if every peer that sets one agrees.
+	RouterID netip.Addr
 }
 
 // Path is one prefix to announce.
@@ -91,6 +96,8 @@ type Announcer struct {
 	applied  map[netip.Prefix]*route              // in GoBGP's RIB
 	denied   map[string]map[netip.Prefix]struct{} // per peer: prefixes in its deny sets
 	v6Warned bool
+	// routerIDInUse is the identifier BGP started with.
+	routerIDInUse netip.Addr
 
 	// stateMu guards the session view shared with the watch goroutine.
 	stateMu    sync.Mutex
@@ -268,16 +275,24 @@ func (a *Announcer) SetPeers(ctx context.Context, peers []Peer) error {
 			return errors.Join(errs...)
 		}
 		first := want[slices.Sorted(maps.Keys(want))[0]]
+		rid, err := a.routerID(want)
+		if err != nil {
+			errs = append(errs, err)
+		}
 		if err := a.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 			Asn:      first.MyASN,
-			RouterId: a.cfg.RouterID.String(),
+			RouterId: rid.String(),
 			// Dial out only: never bind 179 (SPEC §1).
 			ListenPort: -1,
 		}}); err != nil {
 			return errors.Join(append(errs, fmt.Errorf("starting BGP: %w", err))...)
 		}
-		a.started = true
-		a.log.Info("BGP started", "routerID", a.cfg.RouterID, "asn", first.MyASN)
+		a.started, a.routerIDInUse = true, rid
+		a.log.Info("BGP started", "routerID", rid, "asn", first.MyASN)
+	} else if rid, err := a.routerID(want); err != nil {
+		errs = append(errs, err)
+	} else if rid != a.routerIDInUse {
+		errs = append(errs, fmt.Errorf("router ID %s takes effect when the speaker restarts: the running BGP server keeps %s", rid, a.routerIDInUse))
 	}
 
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
@@ -496,4 +511,29 @@ func (a *Announcer) recount() {
 	a.stateMu.Lock()
 	a.advertised = counts
 	a.stateMu.Unlock()
+}
+
+// routerID is the identifier the peers ask for: the one every peer that
+// sets RouterID agrees on, else Config.RouterID (with an error naming the
+// disagreement).
+func (a *Announcer) routerID(peers map[string]Peer) (netip.Addr, error) {
+	asked := map[netip.Addr][]string{}
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		if rid := peers[name].RouterID; rid.IsValid() {
+			asked[rid] = append(asked[rid], name)
+		}
+	}
+	switch len(asked) {
+	case 0:
+		return a.cfg.RouterID, nil
+	case 1:
+		for rid := range asked {
+			return rid, nil
+		}
+	}
+	var parts []string
+	for _, rid := range slices.SortedFunc(maps.Keys(asked), netip.Addr.Compare) {
+		parts = append(parts, fmt.Sprintf("%s (%s)", rid, strings.Join(asked[rid], ", ")))
+	}
+	return a.cfg.RouterID, fmt.Errorf("peers disagree on the router ID: %s; using %s", strings.Join(parts, " vs "), a.cfg.RouterID)
 }

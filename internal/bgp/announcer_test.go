@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -353,4 +355,56 @@ func TestRunEndWithdraws(t *testing.T) {
 	if err := a.SetPaths(context.Background(), nil); err != ErrStopped {
 		t.Errorf("SetPaths after Run: %v, want ErrStopped", err)
 	}
+}
+
+// TestRouterID: a BGPPeer's routerID replaces the node's default when the
+// peers agree; disagreeing peers get the default and an error naming them;
+// a later change is reported, not applied (one identifier per server).
+func TestRouterID(t *testing.T) {
+	ctx := context.Background()
+	r1 := newRouter(t, "127.0.0.1", 64601, "10.255.0.1", routerNeighbor{addr: heraldAddr, asn: 64500})
+	r2 := newRouter(t, "127.0.0.2", 64602, "10.255.0.2", routerNeighbor{addr: heraldAddr, asn: 64500})
+	seenID := func(r *router) string {
+		var id string
+		_ = r.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED {
+				id = p.State.RouterId
+			}
+		})
+		return id
+	}
+
+	t.Run("agreed", func(t *testing.T) {
+		a := startHerald(t, Config{})
+		p1, p2 := r1.peer("r1", 64500), r2.peer("r2", 64500)
+		p1.RouterID = netip.MustParseAddr("10.9.9.9")
+		if err := a.SetPeers(ctx, []Peer{p1, p2}); err != nil {
+			t.Fatalf("SetPeers: %v", err)
+		}
+		waitFor(t, "r1's session", func() bool { return seenID(r1) != "" })
+		if got := seenID(r1); got != "10.9.9.9" {
+			t.Errorf("r1 sees router ID %s, want the peer's 10.9.9.9", got)
+		}
+		p1.RouterID = netip.MustParseAddr("10.8.8.8")
+		err := a.SetPeers(ctx, []Peer{p1, p2})
+		if err == nil || !strings.Contains(err.Error(), "router ID 10.8.8.8 takes effect when the speaker restarts") {
+			t.Errorf("changing the router ID: err = %v, want it reported as needing a restart", err)
+		}
+	})
+	t.Run("disagree", func(t *testing.T) {
+		r1.Stop()
+		r1 = newRouter(t, "127.0.0.1", 64601, "10.255.0.1", routerNeighbor{addr: heraldAddr, asn: 64500})
+		a := startHerald(t, Config{})
+		p1, p2 := r1.peer("r1", 64500), r2.peer("r2", 64500)
+		p1.RouterID, p2.RouterID = netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("10.7.7.7")
+		err := a.SetPeers(ctx, []Peer{p1, p2})
+		want := "peers disagree on the router ID: 10.7.7.7 (r2) vs 10.9.9.9 (r1); using " + heraldID
+		if err == nil || err.Error() != want {
+			t.Errorf("SetPeers error = %v, want %q", err, want)
+		}
+		waitFor(t, "r1's session", func() bool { return seenID(r1) != "" })
+		if got := seenID(r1); got != heraldID {
+			t.Errorf("r1 sees router ID %s, want the default %s", got, heraldID)
+		}
+	})
 }

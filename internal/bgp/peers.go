@@ -64,6 +64,8 @@ func validatePeers(peers []Peer) (map[string]Peer, []error) {
 			err = fmt.Errorf("BGP peer %s: invalid address %v", p.Name, p.Address)
 		case p.MyASN == 0 || p.PeerASN == 0:
 			err = fmt.Errorf("BGP peer %s: ASNs must not be 0", p.Name)
+		case p.RouterID.IsValid() && !p.RouterID.Unmap().Is4():
+			err = fmt.Errorf("BGP peer %s: router ID %v is not an IPv4 address", p.Name, p.RouterID)
 		case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
 			err = fmt.Errorf("BGP peer %s: source address %v and peer address %v are of different families", p.Name, p.SourceAddress, p.Address)
 		case byAddr[p.Address] != "":

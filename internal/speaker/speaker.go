@@ -2,7 +2,9 @@ package speaker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -51,6 +53,57 @@ type BGPAnnouncer interface {
 // SessionsChanged tells the speaker a BGP session went up or down, so its
 // report (and from it the BGPPeer's status) follows.
 func (s *Speaker) SessionsChanged() { s.pokeReport() }
+
+// SessionChanged is the BGP announcer's report that this node's session
+// with peer went up or down: an Event on the BGPPeer and a status refresh.
+func (s *Speaker) SessionChanged(peer string, up bool) {
+	s.pokeReport()
+	if up {
+		s.peerEvent(peer, corev1.EventTypeNormal, EventSessionUp, "BGP session from node %s established", s.cfg.NodeName)
+	} else {
+		s.peerEvent(peer, corev1.EventTypeWarning, EventSessionDown, "BGP session from node %s is down", s.cfg.NodeName)
+	}
+}
+
+// Events on BGPPeers.
+const (
+	EventSessionUp   = "SessionUp"
+	EventSessionDown = "SessionDown"
+	// EventPeerConfig is a BGPPeer this node cannot use as written: its
+	// password Secret is missing, or it disagrees with the node's other
+	// peers on the router ID.
+	EventPeerConfig = "PeerConfigProblem"
+)
+
+// peerEvent records an Event on BGPPeer name, with its UID when the
+// informer knows it, so that `kubectl describe bgppeer` shows it.
+func (s *Speaker) peerEvent(name, eventType, reason, format string, args ...any) {
+	ref := &corev1.ObjectReference{APIVersion: heraldv1.SchemeGroupVersion.String(), Kind: "BGPPeer", Name: name}
+	if s.peers != nil {
+		if p, err := s.peers.Get(name); err == nil {
+			ref.UID, ref.ResourceVersion = p.UID, p.ResourceVersion
+		}
+	}
+	s.cfg.Recorder.Eventf(ref, eventType, reason, format, args...)
+}
+
+// peerProblem reports a configuration problem with BGPPeer name once per
+// distinct message (bgpPeers runs on every recompute); an empty message
+// clears it, so the same problem coming back is reported again.
+func (s *Speaker) peerProblem(name, msg string) {
+	s.problemsMu.Lock()
+	prev := s.peerProblems[name]
+	if msg == "" {
+		delete(s.peerProblems, name)
+	} else {
+		s.peerProblems[name] = msg
+	}
+	s.problemsMu.Unlock()
+	if msg != "" && msg != prev {
+		s.log.Warn("BGP peer not usable as written", "peer", name, "problem", msg)
+		s.peerEvent(name, corev1.EventTypeWarning, EventPeerConfig, "node %s: %s", s.cfg.NodeName, msg)
+	}
+}
 
 // BGPPeer is a BGPPeer object whose nodeSelector matches this node, with
 // its password read from the referenced Secret.
@@ -119,11 +172,17 @@ type Speaker struct {
 	reportPoke chan struct{}
 	peerCount  atomic.Int32 // known peers from the Node objects, set by nodesChanged
 
+	lastPeerErr string // apply's last SetPeers error (apply runs on one goroutine)
+
+	problemsMu   sync.Mutex
+	peerProblems map[string]string // BGPPeer name -> the problem last reported
+
 	mu        sync.Mutex
 	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
 	last      Desired
 
 	announcedGauge *prometheus.GaugeVec
+	membersGauge   *prometheus.GaugeVec
 	recomputes     prometheus.Counter
 	refused        prometheus.Gauge
 }
@@ -143,11 +202,12 @@ func New(cfg Config) *Speaker {
 		cfg.JoinWait = 5 * time.Second
 	}
 	s := &Speaker{
-		cfg:        cfg,
-		log:        cfg.Log.With("node", cfg.NodeName),
-		trigger:    make(chan struct{}, 1),
-		reportPoke: make(chan struct{}, 1),
-		announced:  map[string]time.Time{},
+		cfg:          cfg,
+		log:          cfg.Log.With("node", cfg.NodeName),
+		trigger:      make(chan struct{}, 1),
+		reportPoke:   make(chan struct{}, 1),
+		announced:    map[string]time.Time{},
+		peerProblems: map[string]string{},
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_speaker_announced_addresses",
 			Help: "Addresses this node announces, by protocol.",
@@ -156,13 +216,17 @@ func New(cfg Config) *Speaker {
 			Name: "herald_speaker_recomputes_total",
 			Help: "Full recomputations of this node's announcements.",
 		}),
+		membersGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_speaker_memberlist_members",
+			Help: "Live speakers this node sees in memberlist (itself included) at its last recompute, by the health they publish.",
+		}, []string{"healthy"}),
 		refused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_speaker_refused_addresses",
 			Help: "Service addresses not announced because they lie in no IPPool.",
 		}),
 	}
 	if cfg.Registry != nil {
-		cfg.Registry.MustRegister(s.announcedGauge, s.recomputes, s.refused)
+		cfg.Registry.MustRegister(s.announcedGauge, s.recomputes, s.refused, s.membersGauge)
 	}
 	s.kubeFactory = kubeinformers.NewSharedInformerFactory(cfg.Kube, 0)
 	s.heraldFactory = heraldinformers.NewSharedInformerFactory(cfg.Herald, 0)
@@ -327,9 +391,15 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	}
 	if s.cfg.BGP != nil {
 		if s.peers != nil {
+			// Logged when the problem changes, not on every recompute.
+			msg := ""
 			if err := s.cfg.BGP.SetPeers(ctx, s.bgpPeers()); err != nil {
-				s.log.Error("bgp announcer refused some peers", "err", err)
+				msg = err.Error()
 			}
+			if msg != s.lastPeerErr && msg != "" {
+				s.log.Error("bgp announcer refused some peers", "err", msg)
+			}
+			s.lastPeerErr = msg
 		}
 		if err := s.cfg.BGP.Set(ctx, d.BGP); err != nil {
 			s.log.Error("bgp announcer refused the desired state", "err", err)
@@ -413,9 +483,15 @@ func (d Desired) BGPServices() []string {
 
 func (s *Speaker) nodeInfos() []election.NodeInfo {
 	members := map[string]election.Member{}
+	healthy := 0
 	for _, m := range s.cfg.Membership.Members() {
 		members[m.Name] = m
+		if m.Healthy {
+			healthy++
+		}
 	}
+	s.membersGauge.WithLabelValues("false").Set(float64(len(members) - healthy))
+	s.membersGauge.WithLabelValues("true").Set(float64(healthy))
 	nodes, _ := s.nodes.List(labels.Everything())
 	out := make([]election.NodeInfo, 0, len(nodes))
 	for _, n := range nodes {
@@ -557,6 +633,7 @@ func (s *Speaker) bgpPeers() []BGPPeer {
 	}
 	all, _ := s.peers.List(labels.Everything())
 	var out []BGPPeer
+	routerIDs := map[string][]string{}
 	for _, p := range all {
 		if p.Spec.NodeSelector != nil {
 			sel, err := metav1.LabelSelectorAsSelector(p.Spec.NodeSelector)
@@ -568,14 +645,36 @@ func (s *Speaker) bgpPeers() []BGPPeer {
 		if ref := p.Spec.PasswordSecretRef; ref != nil {
 			sec, err := s.secrets.Secrets(s.cfg.Namespace).Get(ref.Name)
 			if err != nil || len(sec.Data[ref.Key]) == 0 {
-				s.log.Warn("BGP password Secret missing; peer left out", "peer", p.Name, "secret", s.cfg.Namespace+"/"+ref.Name, "key", ref.Key)
+				s.peerProblem(p.Name, fmt.Sprintf("password Secret %s/%s has no key %q: no session until it does", s.cfg.Namespace, ref.Name, ref.Key))
 				continue
 			}
 			peer.Password = string(sec.Data[ref.Key])
 		}
+		if p.Spec.RouterID != "" {
+			routerIDs[p.Spec.RouterID] = append(routerIDs[p.Spec.RouterID], p.Name)
+		}
 		out = append(out, peer)
 	}
 	slices.SortFunc(out, func(a, b BGPPeer) int { return strings.Compare(a.Name, b.Name) })
+	// One GoBGP server has one router ID (SPEC §2): peers asking for
+	// different ones all get the node's default, and a Warning.
+	conflict := ""
+	if len(routerIDs) > 1 {
+		var parts []string
+		for _, id := range slices.Sorted(maps.Keys(routerIDs)) {
+			slices.Sort(routerIDs[id])
+			parts = append(parts, fmt.Sprintf("%s (%s)", id, strings.Join(routerIDs[id], ", ")))
+		}
+		conflict = "this node's BGP peers ask for different router IDs, " + strings.Join(parts, " vs ") + ": the node's IPv4 InternalIP is used for all"
+	}
+	for i := range out {
+		if conflict != "" && out[i].Spec.RouterID != "" {
+			out[i].Spec.RouterID = ""
+			s.peerProblem(out[i].Name, conflict)
+			continue
+		}
+		s.peerProblem(out[i].Name, "")
+	}
 	return out
 }
 

@@ -398,7 +398,8 @@ type BGPPeerSpec struct {
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 
 	// connectTime is how long the speaker waits between attempts to open
-	// the TCP connection. Unset: GoBGP's default (120s).
+	// the TCP connection. Unset: 5s (GoBGP's own default, 120s, would leave
+	// a router that comes back unpeered for minutes).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
@@ -433,7 +434,8 @@ type BGPPeerSpec struct {
 	// routerID is the BGP router ID to use (an IPv4 address). Unset: the
 	// node's IPv4 InternalIP. A node runs one BGP server with one router
 	// ID, so when the peers of a node disagree herald uses the default and
-	// records a Warning Event.
+	// records a Warning Event; a change takes effect when the speaker
+	// restarts.
 	// +optional
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="routerID must be an IPv4 address such as 198.51.100.1"
