@@ -25,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/controller"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 func main() {
@@ -87,7 +88,7 @@ func run(args []string) int {
 	reg := cmdutil.NewRegistry()
 	ctrl := controller.New(controller.Config{
 		Kube: kube, Herald: herald,
-		Class:    controller.Class{Name: class, Only: onlyClass},
+		Class:    k8s.Class{Name: class, Only: onlyClass},
 		Recorder: recorder, Log: log, Registry: reg, Workers: workers,
 	})
 	// A standby replica is ready: it can take over the moment it must.

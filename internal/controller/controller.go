@@ -45,7 +45,7 @@ const (
 type Config struct {
 	Kube     kubernetes.Interface
 	Herald   versioned.Interface
-	Class    Class
+	Class    k8s.Class
 	Recorder record.EventRecorder
 	Log      *slog.Logger
 	Registry prometheus.Registerer
@@ -262,7 +262,7 @@ func (c *Controller) restore() (int, error) {
 			continue
 		}
 		req, _ := serviceRequest(svc, c.nsLabels(svc.Namespace)) // a bad annotation does not void an existing address
-		pool, err := c.alloc.Restore(req, addrs, svc.Annotations[AnnotationPoolAllocated])
+		pool, err := c.alloc.Restore(req, addrs, svc.Annotations[k8s.AnnotationPoolAllocated])
 		if err != nil {
 			c.log.Warn("existing address conflicts with an older Service; this one gets a new address", "service", req.Key, "ip", addrs, "err", err)
 			c.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, EventAllocationFailed, "Duplicate: %v; a new address will be assigned", err)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 func TestAllocateStatusAndRelease(t *testing.T) {
@@ -29,10 +30,10 @@ func TestAllocateStatusAndRelease(t *testing.T) {
 		t.Errorf("ipMode = %v, want VIP", in.IPMode)
 	}
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
-		return e.getSvc("web").Annotations[AnnotationPoolAllocated] == "lan", nil
+		return e.getSvc("web").Annotations[k8s.AnnotationPoolAllocated] == "lan", nil
 	})
 	if err != nil {
-		t.Errorf("annotation %s = %q, want lan", AnnotationPoolAllocated, e.getSvc("web").Annotations[AnnotationPoolAllocated])
+		t.Errorf("annotation %s = %q, want lan", k8s.AnnotationPoolAllocated, e.getSvc("web").Annotations[k8s.AnnotationPoolAllocated])
 	}
 	e.waitEvent("web", EventIPAllocated, "198.51.100.240", `"lan"`)
 	e.waitPool("lan", func(p *heraldv1.IPPool) bool {
@@ -99,11 +100,11 @@ func TestRequestsAndBadInput(t *testing.T) {
 	e.createPool("prod-only", func(p *heraldv1.IPPool) { p.Spec.Namespaces = []string{"prod"} }, "203.0.113.64/28")
 	e.startController()
 
-	e.createSvc("req", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.9" })
+	e.createSvc("req", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.9" })
 	e.waitIPs("req", "198.51.100.9")
 	e.createSvc("lbip", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.10" })
 	e.waitIPs("lbip", "198.51.100.10")
-	e.createSvc("named", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "manual" })
+	e.createSvc("named", func(s *corev1.Service) { s.Annotations[k8s.AnnotationPool] = "manual" })
 	e.waitIPs("named", "203.0.113.0")
 
 	bad := []struct {
@@ -111,14 +112,14 @@ func TestRequestsAndBadInput(t *testing.T) {
 		mod       func(*corev1.Service)
 		fragments []string
 	}{
-		{"outside", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.200" }, []string{"NotInPool", "198.51.100.200"}},
-		{"in-use", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.9" }, []string{"AddressInUse", "198.51.100.9", e.ns + "/req"}},
-		{"no-pool", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "nope" }, []string{"PoolNotFound", "nope"}},
-		{"wrong-family", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "2001:db8::5" }, []string{"WrongFamily", "2001:db8::5"}},
-		{"garbage", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.x" }, []string{"InvalidRequest", "198.51.100.x"}},
-		{"not-allowed", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "prod-only" }, []string{"PoolNotAllowed", "prod"}},
+		{"outside", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.200" }, []string{"NotInPool", "198.51.100.200"}},
+		{"in-use", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.9" }, []string{"AddressInUse", "198.51.100.9", e.ns + "/req"}},
+		{"no-pool", func(s *corev1.Service) { s.Annotations[k8s.AnnotationPool] = "nope" }, []string{"PoolNotFound", "nope"}},
+		{"wrong-family", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "2001:db8::5" }, []string{"WrongFamily", "2001:db8::5"}},
+		{"garbage", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.x" }, []string{"InvalidRequest", "198.51.100.x"}},
+		{"not-allowed", func(s *corev1.Service) { s.Annotations[k8s.AnnotationPool] = "prod-only" }, []string{"PoolNotAllowed", "prod"}},
 		{"lbip-mismatch", func(s *corev1.Service) {
-			s.Annotations[AnnotationIPs] = "198.51.100.3"
+			s.Annotations[k8s.AnnotationIPs] = "198.51.100.3"
 			s.Spec.LoadBalancerIP = "198.51.100.4"
 		}, []string{"InvalidRequest", "loadBalancerIP"}},
 	}
@@ -136,17 +137,17 @@ func TestRequestsAndBadInput(t *testing.T) {
 	e.waitIPs("lbip", "198.51.100.10")
 
 	// A bad edit of a working Service keeps its address and says so.
-	e.updateSvc("req", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.10" })
+	e.updateSvc("req", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.10" })
 	e.waitEvent("req", EventAllocationFailed, "AddressInUse", "keeping 198.51.100.9")
 	e.waitIPs("req", "198.51.100.9")
 	// A good edit moves it.
-	e.updateSvc("req", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.11" })
+	e.updateSvc("req", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.11" })
 	e.waitIPs("req", "198.51.100.11")
 
 	// The Service that waited for 198.51.100.9 gets it once it is free.
 	e.waitIPs("in-use", "198.51.100.9")
 	// Fixing the bad input lets the Service in.
-	e.updateSvc("outside", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "198.51.100.12" })
+	e.updateSvc("outside", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.12" })
 	e.waitIPs("outside", "198.51.100.12")
 }
 
@@ -156,7 +157,7 @@ func TestSharing(t *testing.T) {
 	e.startController()
 	share := func(key string, port int32, proto corev1.Protocol) func(*corev1.Service) {
 		return func(s *corev1.Service) {
-			s.Annotations[AnnotationShare] = key
+			s.Annotations[k8s.AnnotationShare] = key
 			s.Spec.Ports[0].Port, s.Spec.Ports[0].Protocol = port, proto
 		}
 	}
@@ -172,13 +173,13 @@ func TestSharing(t *testing.T) {
 	// Asking for the shared address with a colliding port is refused.
 	e.createSvc("http3", func(s *corev1.Service) {
 		share("front", 80, corev1.ProtocolTCP)(s)
-		s.Annotations[AnnotationIPs] = "198.51.100.0"
+		s.Annotations[k8s.AnnotationIPs] = "198.51.100.0"
 	})
 	e.waitEvent("http3", EventAllocationFailed, "PortCollision", "TCP/80")
 	// externalTrafficPolicy Local needs the same endpoints.
 	e.createSvc("local", func(s *corev1.Service) {
 		share("front", 443, corev1.ProtocolTCP)(s)
-		s.Annotations[AnnotationIPs] = "198.51.100.0"
+		s.Annotations[k8s.AnnotationIPs] = "198.51.100.0"
 		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 	})
 	e.waitEvent("local", EventAllocationFailed, "SharingIncompatible")
@@ -196,7 +197,7 @@ func TestSharing(t *testing.T) {
 func TestLoadBalancerClass(t *testing.T) {
 	e := newEnv(t)
 	e.createPool("lan", nil, "198.51.100.0/28")
-	e.class = Class{Name: "herald.dev/lb", Only: true}
+	e.class = k8s.Class{Name: "herald.dev/lb", Only: true}
 	e.startController()
 	e.createSvc("ours", func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr.To("herald.dev/lb") })
 	e.createSvc("noclass", nil)
@@ -207,7 +208,7 @@ func TestLoadBalancerClass(t *testing.T) {
 
 	// Without --only-class, Services with no class are ours too.
 	e.stop()
-	e.class = Class{Name: "herald.dev/lb"}
+	e.class = k8s.Class{Name: "herald.dev/lb"}
 	e.startController()
 	e.waitIPs("noclass", "198.51.100.1")
 	e.neverIPs("theirs", 300*time.Millisecond)
@@ -268,7 +269,7 @@ func TestPoolFinalizerShrinkAndOverlap(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == heraldv1.ReasonOverlap
 	})
 	t.Logf("overlap message: %s", meta.FindStatusCondition(p.Status.Conditions, heraldv1.ConditionReady).Message)
-	e.createSvc("s4", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "late" })
+	e.createSvc("s4", func(s *corev1.Service) { s.Annotations[k8s.AnnotationPool] = "late" })
 	e.waitEvent("s4", EventAllocationFailed, "PoolNotReady", "overlaps")
 
 	// Deletion waits for the Services to let go.
@@ -329,7 +330,7 @@ func TestRestartKeepsAddresses(t *testing.T) {
 	for i := range 5 {
 		e.createSvc(fmt.Sprintf("new%d", i), nil)
 	}
-	e.createSvc("thief", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = want["s03"] })
+	e.createSvc("thief", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = want["s03"] })
 	e.startController()
 
 	for n, ip := range want {
@@ -469,9 +470,9 @@ func TestExternalIPs(t *testing.T) {
 	})
 
 	// A load balancer from the same pool skips it, and cannot ask for it.
-	e.createSvc("lb", func(s *corev1.Service) { s.Annotations[AnnotationPool] = "ext" })
+	e.createSvc("lb", func(s *corev1.Service) { s.Annotations[k8s.AnnotationPool] = "ext" })
 	e.waitIPs("lb", "203.0.113.1")
-	e.createSvc("thief", func(s *corev1.Service) { s.Annotations[AnnotationIPs] = "203.0.113.0" })
+	e.createSvc("thief", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "203.0.113.0" })
 	e.waitEvent("thief", EventAllocationFailed, "AddressInUse", "externalIP")
 	// An externalIP that is a load balancer's address is refused.
 	e.createSvc("clash", nodePort("203.0.113.1"))

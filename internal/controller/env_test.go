@@ -56,7 +56,7 @@ type env struct {
 	kube   kubernetes.Interface
 	herald versioned.Interface
 	ns     string
-	class  Class
+	class  k8s.Class
 	stop   func()
 	logs   *syncBuffer
 }
@@ -89,7 +89,7 @@ func newEnv(t *testing.T) *env {
 		kube:   kubernetes.NewForConfigOrDie(cluster.Config),
 		herald: versioned.NewForConfigOrDie(cluster.Config),
 		ns:     strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-"),
-		class:  Class{Name: "herald.dev/lb"},
+		class:  k8s.Class{Name: "herald.dev/lb"},
 		logs:   &syncBuffer{},
 	}
 	if len(e.ns) > 50 {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/heraldlb/herald/internal/allocator"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 // syncService brings one Service's assignment, status and annotation in
@@ -149,7 +150,7 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, addrs
 // writePoolAnnotation sets (or, with pool "", removes) the output
 // annotation naming the pool the address came from.
 func (c *Controller) writePoolAnnotation(ctx context.Context, svc *corev1.Service, pool string) error {
-	cur, has := svc.Annotations[AnnotationPoolAllocated]
+	cur, has := svc.Annotations[k8s.AnnotationPoolAllocated]
 	if cur == pool && (has || pool == "") {
 		return nil
 	}
@@ -157,7 +158,7 @@ func (c *Controller) writePoolAnnotation(ctx context.Context, svc *corev1.Servic
 	if pool == "" {
 		val = nil // JSON null deletes the key in a merge patch
 	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationPoolAllocated: val}}})
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{k8s.AnnotationPoolAllocated: val}}})
 	if _, err := c.cfg.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("annotating %s/%s: %w", svc.Namespace, svc.Name, err)
 	}

@@ -25,17 +25,6 @@ const ReasonDeleting = "Deleting"
 // ReasonInvalidSelector is the Ready reason of a pool whose selector does not parse.
 const ReasonInvalidSelector = "InvalidSelector"
 
-// Class is the load-balancer class rule, shared with the speaker.
-type Class = k8s.Class
-
-// Annotation names, shared with the speaker.
-const (
-	AnnotationPool          = k8s.AnnotationPool
-	AnnotationIPs           = k8s.AnnotationIPs
-	AnnotationShare         = k8s.AnnotationShare
-	AnnotationPoolAllocated = k8s.AnnotationPoolAllocated
-)
-
 // serviceRequest translates a Service into what the allocator needs. The
 // error (wrapping allocator.ErrInvalidRequest) is for malformed annotations.
 func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator.Service, error) {
@@ -44,8 +33,8 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 		Namespace:       svc.Namespace,
 		Labels:          svc.Labels,
 		NamespaceLabels: nsLabels,
-		Pool:            svc.Annotations[AnnotationPool],
-		SharingKey:      svc.Annotations[AnnotationShare],
+		Pool:            svc.Annotations[k8s.AnnotationPool],
+		SharingKey:      svc.Annotations[k8s.AnnotationShare],
 		Local:           svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 		BackendKey:      labels.Set(svc.Spec.Selector).String(),
 	}
@@ -77,10 +66,10 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 		}
 		req.Ports = append(req.Ports, allocator.Port{Protocol: proto, Port: p.Port})
 	}
-	if s, ok := svc.Annotations[AnnotationIPs]; ok {
+	if s, ok := svc.Annotations[k8s.AnnotationIPs]; ok {
 		addrs, err := allocator.ParseAddressList(s)
 		if err != nil {
-			return req, fmt.Errorf("annotation %s: %w", AnnotationIPs, err)
+			return req, fmt.Errorf("annotation %s: %w", k8s.AnnotationIPs, err)
 		}
 		req.Requested = addrs
 	}
@@ -93,7 +82,7 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 		case req.Requested == nil:
 			req.Requested = []netip.Addr{a}
 		case !slices.Contains(req.Requested, a):
-			return req, fmt.Errorf("%w: spec.loadBalancerIP %s is not among annotation %s %q", allocator.ErrInvalidRequest, a, AnnotationIPs, svc.Annotations[AnnotationIPs])
+			return req, fmt.Errorf("%w: spec.loadBalancerIP %s is not among annotation %s %q", allocator.ErrInvalidRequest, a, k8s.AnnotationIPs, svc.Annotations[k8s.AnnotationIPs])
 		}
 	}
 	return req, nil

@@ -1,0 +1,648 @@
+package election
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// The 250-speaker simulation (SPEC §5): BenchmarkSimulation starts the
+// members in several child processes (this test binary run again with
+// simChildEnv set), each with its own loopback address 127.1.x.y and the
+// shipped port, all encrypted with one key, so a member costs what a
+// speaker's memberlist costs. Several processes keep one process's garbage
+// collector and scheduler from pausing every member at once, as they would
+// not be on real nodes. The parent drives the children over stdin/stdout:
+//
+//	parent -> child: kill NAME | start NAME | owners | bytes | quit
+//	child -> parent: view NAME UNIXNANO N HASH   (a member's live, healthy set changed)
+//	                 killed NAME UNIXNANO
+//	                 owns NAME I,J,K             (indices of simAddresses NAME owns)
+//	                 bytes NAME SENT             (bytes its transport sent so far)
+//	                 ok                          (command done)
+//
+// A member's view is the sorted names of the members it counts as healthy
+// candidates; the address owners follow from it (Owner is a pure
+// function), so "every address has exactly one owner" is checked twice:
+// every survivor reports the same view, and the owners each member claims
+// from its own view cover every address exactly once.
+const simChildEnv = "HERALD_SIM_CHILD"
+
+// simAddresses is how many addresses the owner check spreads.
+const simAddresses = 1000
+
+// simKey encrypts the simulation's memberlist traffic like a real key.
+var simKey = []byte("herald-sim-key-0123456789abcdef!")
+
+func init() {
+	if os.Getenv(simChildEnv) != "" {
+		os.Exit(simChild())
+	}
+}
+
+func simAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)})
+}
+
+func simName(i int) string { return fmt.Sprintf("n%03d", i) }
+
+// simTiming is the memberlist timing the simulation runs with, from the
+// environment (HERALD_SIM_PROBE_INTERVAL, ..._PROBE_TIMEOUT,
+// ..._SUSPICION_MULT, ..._GOSSIP_INTERVAL); unset values are the shipped
+// defaults.
+func simTiming() (Config, error) {
+	var cfg Config
+	var err error
+	dur := func(name string, d *time.Duration) {
+		if s := os.Getenv(name); s != "" && err == nil {
+			*d, err = time.ParseDuration(s)
+		}
+	}
+	dur("HERALD_SIM_PROBE_INTERVAL", &cfg.ProbeInterval)
+	dur("HERALD_SIM_PROBE_TIMEOUT", &cfg.ProbeTimeout)
+	dur("HERALD_SIM_GOSSIP_INTERVAL", &cfg.GossipInterval)
+	if s := os.Getenv("HERALD_SIM_SUSPICION_MULT"); s != "" && err == nil {
+		cfg.SuspicionMult, err = strconv.Atoi(s)
+	}
+	pi, pt, sm, gi := DefaultTiming()
+	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, pi)
+	cfg.ProbeTimeout = cmp.Or(cfg.ProbeTimeout, pt)
+	cfg.SuspicionMult = cmp.Or(cfg.SuspicionMult, sm)
+	cfg.GossipInterval = cmp.Or(cfg.GossipInterval, gi)
+	return cfg, err
+}
+
+// simChild runs members lo..hi-1 of a cluster of n until told to quit.
+func simChild() int {
+	var n, lo, hi int
+	if _, err := fmt.Sscanf(os.Getenv(simChildEnv), "%d:%d:%d", &n, &lo, &hi); err != nil {
+		fmt.Fprintln(os.Stderr, "bad", simChildEnv, err)
+		return 2
+	}
+	timing, err := simTiming()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	stagger := 40 * time.Millisecond
+	if v := os.Getenv("HERALD_SIM_STAGGER"); v != "" {
+		if stagger, err = time.ParseDuration(v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
+	var peers []netip.AddrPort
+	for i := range n {
+		peers = append(peers, netip.AddrPortFrom(simAddr(i), DefaultPort))
+	}
+	keys := make([]netip.Addr, simAddresses)
+	for i := range keys {
+		keys[i] = netip.AddrFrom4([4]byte{198, 18, byte(i / 256), byte(i % 256)})
+	}
+
+	var outMu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	emit := func(format string, args ...any) {
+		outMu.Lock()
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush()
+		outMu.Unlock()
+	}
+
+	type sim struct {
+		c    *Cluster
+		sent *atomic.Int64
+		stop context.CancelFunc
+		done chan struct{}
+	}
+	members := map[string]*sim{}
+	startMember := func(i int) error {
+		name := simName(i)
+		sent := &atomic.Int64{}
+		cfg := timing
+		cfg.NodeName, cfg.BindAddr, cfg.Port, cfg.Key = name, simAddr(i), DefaultPort, simKey
+		cfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+			return newCountingTransport(t, sent)
+		}
+		if i == lo && os.Getenv("HERALD_SIM_LOG") != "" {
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+		c, err := Start(context.Background(), cfg)
+		if err != nil {
+			return err
+		}
+		c.SetPeers(peers)
+		if err := c.SetHealthy(context.Background(), true); err != nil {
+			emit("log %s: %v", name, err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		s := &sim{c: c, sent: sent, stop: stop, done: make(chan struct{})}
+		members[name] = s
+		go func() {
+			defer close(s.done)
+			last := ""
+			for {
+				view := healthyNames(c.Members())
+				if os.Getenv("HERALD_SIM_COUNT_ALL") != "" {
+					view = names(c.Members())
+				}
+				h := fnv.New64a()
+				io.WriteString(h, strings.Join(view, ","))
+				if v := fmt.Sprintf("%d %x", len(view), h.Sum64()); v != last {
+					last = v
+					emit("view %s %d %s", name, time.Now().UnixNano(), v)
+				}
+				select {
+				case <-c.Changed():
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		return nil
+	}
+	for i := lo; i < hi; i++ {
+		if err := startMember(i); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		// A join is a full state sync with a peer: a start staggered
+		// over a few seconds, as a DaemonSet rollout is, spares 250
+		// members joining at the same instant.
+		time.Sleep(stagger)
+	}
+
+	// HERALD_SIM_CPUPROFILE=FILE: the first child profiles itself for
+	// 30 s from here (to see what a member costs).
+	if f := os.Getenv("HERALD_SIM_CPUPROFILE"); f != "" && lo == 0 {
+		fh, err := os.Create(f)
+		if err == nil && pprof.StartCPUProfile(fh) == nil {
+			time.AfterFunc(30*time.Second, func() { pprof.StopCPUProfile(); fh.Close() })
+		}
+	}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "kill":
+			s := members[f[1]]
+			s.stop()
+			<-s.done
+			emit("killed %s %d", f[1], time.Now().UnixNano())
+			if err := s.c.Shutdown(); err != nil {
+				emit("log shutdown %s: %v", f[1], err)
+			}
+			delete(members, f[1])
+		case "start":
+			i, _ := strconv.Atoi(strings.TrimPrefix(f[1], "n"))
+			if err := startMember(i); err != nil {
+				emit("log start %s: %v", f[1], err)
+			}
+		case "owners":
+			for name, s := range members {
+				r := NewRanker(healthyNames(s.c.Members()))
+				var owned []string
+				for i, k := range keys {
+					if r.Owner(k) == name {
+						owned = append(owned, strconv.Itoa(i))
+					}
+				}
+				emit("owns %s %s", name, strings.Join(owned, ","))
+			}
+		case "bytes":
+			for name, s := range members {
+				emit("bytes %s %d", name, s.sent.Load())
+			}
+			var ru syscall.Rusage
+			if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+				cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+				emit("cpu %d %d %d", lo, len(members), cpu.Nanoseconds())
+			}
+		case "quit":
+			for _, s := range members {
+				s.stop()
+				_ = s.c.Shutdown()
+			}
+			emit("ok")
+			return 0
+		}
+		emit("ok")
+	}
+	return 0
+}
+
+func healthyNames(ms []Member) []string {
+	var out []string
+	for _, m := range ms {
+		if m.Healthy {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// countingTransport counts the bytes a member sends: UDP packets and both
+// directions' writes on its TCP streams (push/pull answers included).
+type countingTransport struct {
+	memberlist.NodeAwareTransport
+	sent    *atomic.Int64
+	streams chan net.Conn
+}
+
+func newCountingTransport(t memberlist.NodeAwareTransport, sent *atomic.Int64) *countingTransport {
+	ct := &countingTransport{NodeAwareTransport: t, sent: sent, streams: make(chan net.Conn)}
+	go func() {
+		for c := range t.StreamCh() {
+			ct.streams <- countingConn{c, sent}
+		}
+	}()
+	return ct
+}
+
+func (t *countingTransport) StreamCh() <-chan net.Conn { return t.streams }
+
+func (t *countingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	t.sent.Add(int64(len(b)))
+	return t.NodeAwareTransport.WriteTo(b, addr)
+}
+
+func (t *countingTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	t.sent.Add(int64(len(b)))
+	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+
+func (t *countingTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := t.NodeAwareTransport.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, t.sent}, nil
+}
+
+func (t *countingTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	c, err := t.NodeAwareTransport.DialAddressTimeout(a, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, t.sent}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	sent *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// simProc is one child process as the parent sees it.
+type simProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lo    int
+	hi    int
+	acks  chan struct{}
+}
+
+// simCluster is the parent's picture of the whole simulation.
+type simCluster struct {
+	tb    testing.TB
+	n     int
+	procs []*simProc
+
+	mu     sync.Mutex
+	views  map[string]simView
+	killed map[string]time.Time
+	owns   map[string][]int
+	bytes  map[string]int64
+	cpu    map[string]time.Duration // per process (its first member's index)
+	change chan struct{}
+}
+
+type simView struct {
+	at   time.Time
+	view string // "N HASH"
+}
+
+func startSim(tb testing.TB, n, procs int) *simCluster {
+	tb.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &simCluster{tb: tb, n: n, views: map[string]simView{}, killed: map[string]time.Time{},
+		owns: map[string][]int{}, bytes: map[string]int64{}, cpu: map[string]time.Duration{}, change: make(chan struct{}, 1)}
+	per := (n + procs - 1) / procs
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d:%d:%d", simChildEnv, n, lo, hi))
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		p := &simProc{cmd: cmd, stdin: stdin, lo: lo, hi: hi, acks: make(chan struct{}, 1)}
+		s.procs = append(s.procs, p)
+		go s.read(p, stdout)
+	}
+	tb.Cleanup(s.quit)
+	return s
+}
+
+func (s *simCluster) read(p *simProc, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		switch f[0] {
+		case "view":
+			ns, _ := strconv.ParseInt(f[2], 10, 64)
+			s.views[f[1]] = simView{at: time.Unix(0, ns), view: f[3] + " " + f[4]}
+		case "killed":
+			ns, _ := strconv.ParseInt(f[2], 10, 64)
+			s.killed[f[1]] = time.Unix(0, ns)
+			delete(s.views, f[1])
+		case "owns":
+			var idx []int
+			if len(f) > 2 {
+				for _, x := range strings.Split(f[2], ",") {
+					i, _ := strconv.Atoi(x)
+					idx = append(idx, i)
+				}
+			}
+			s.owns[f[1]] = idx
+		case "bytes":
+			b, _ := strconv.ParseInt(f[2], 10, 64)
+			s.bytes[f[1]] = b
+		case "cpu":
+			ns, _ := strconv.ParseInt(f[3], 10, 64)
+			s.cpu[f[1]] = time.Duration(ns)
+		case "log":
+			s.tb.Log(strings.Join(f[1:], " "))
+		}
+		s.mu.Unlock()
+		if f[0] == "ok" {
+			p.acks <- struct{}{}
+			continue
+		}
+		select {
+		case s.change <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// do sends cmd to the processes (all, or the one holding member name) and
+// waits for their acknowledgements.
+func (s *simCluster) do(cmd, name string) {
+	s.tb.Helper()
+	for _, p := range s.procs {
+		if name != "" {
+			i, _ := strconv.Atoi(strings.TrimPrefix(name, "n"))
+			if i < p.lo || i >= p.hi {
+				continue
+			}
+		}
+		line := cmd
+		if name != "" {
+			line += " " + name
+		}
+		if _, err := fmt.Fprintln(p.stdin, line); err != nil {
+			s.tb.Fatalf("%s: %v", line, err)
+		}
+		select {
+		case <-p.acks:
+		case <-time.After(time.Minute):
+			s.tb.Fatalf("%s: no answer from members %d..%d", line, p.lo, p.hi-1)
+		}
+	}
+}
+
+func (s *simCluster) quit() {
+	for _, p := range s.procs {
+		fmt.Fprintln(p.stdin, "quit")
+		p.stdin.Close()
+	}
+	for _, p := range s.procs {
+		done := make(chan error, 1)
+		go func() { done <- p.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// waitConverged waits until every member in live reports a view of
+// exactly len(live) members, all the same, and returns the latest instant
+// at which one of them changed its view.
+func (s *simCluster) waitConverged(live []string, timeout time.Duration) (time.Time, bool) {
+	deadline := time.After(timeout)
+	for {
+		s.mu.Lock()
+		var last time.Time
+		same, first := true, ""
+		for _, name := range live {
+			v, ok := s.views[name]
+			if !ok || !strings.HasPrefix(v.view, strconv.Itoa(len(live))+" ") {
+				same = false
+				break
+			}
+			if first == "" {
+				first = v.view
+			}
+			if v.view != first {
+				same = false
+				break
+			}
+			if v.at.After(last) {
+				last = v.at
+			}
+		}
+		s.mu.Unlock()
+		if same {
+			return last, true
+		}
+		select {
+		case <-s.change:
+		case <-deadline:
+			return time.Time{}, false
+		}
+	}
+}
+
+// describe summarises the views that differ from the majority's, for a
+// failure message.
+func (s *simCluster) describe(live []string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count := map[string]int{}
+	for _, name := range live {
+		count[s.views[name].view]++
+	}
+	return fmt.Sprint(count)
+}
+
+// checkOwners asks every member which addresses it owns and fails unless
+// each address has exactly one owner.
+func (s *simCluster) checkOwners() {
+	s.tb.Helper()
+	s.mu.Lock()
+	clear(s.owns)
+	s.mu.Unlock()
+	s.do("owners", "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owners := make([]int, simAddresses)
+	for _, idx := range s.owns {
+		for _, i := range idx {
+			owners[i]++
+		}
+	}
+	for i, c := range owners {
+		if c != 1 {
+			s.tb.Errorf("address %d has %d owners; want exactly 1", i, c)
+			return
+		}
+	}
+}
+
+// sentBytes returns the bytes each member has sent and the CPU time all
+// processes have used so far.
+func (s *simCluster) sentBytes() (map[string]int64, time.Duration) {
+	s.do("bytes", "")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var cpu time.Duration
+	for _, c := range s.cpu {
+		cpu += c
+	}
+	return maps.Clone(s.bytes), cpu
+}
+
+// BenchmarkSimulation runs the SPEC §5 simulation: HERALD_SIM_MEMBERS
+// (250) speakers' memberlist in HERALD_SIM_PROCS (10) processes on
+// loopback, with the shipped timing unless HERALD_SIM_* overrides it
+// (see simTiming). It reports the steady memberlist traffic sent per node
+// over HERALD_SIM_STEADY (60 s, long enough for the scaled push/pull
+// period) and, over HERALD_SIM_TRIALS (10) kills of one member (no leave),
+// the time until every survivor counts the same members again and every
+// address has exactly one owner.
+//
+//	go test -run '^$' -bench Simulation -benchtime 1x -timeout 30m ./internal/election/
+func BenchmarkSimulation(b *testing.B) {
+	n := envInt(b, "HERALD_SIM_MEMBERS", 250)
+	procs := envInt(b, "HERALD_SIM_PROCS", 10)
+	trials := envInt(b, "HERALD_SIM_TRIALS", 10)
+	steady := time.Duration(envInt(b, "HERALD_SIM_STEADY_SECONDS", 60)) * time.Second
+	timing, err := simTiming()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d members in %d processes; probe %v, timeout %v, suspicion ×%d, gossip %v",
+		n, procs, timing.ProbeInterval, timing.ProbeTimeout, timing.SuspicionMult, timing.GossipInterval)
+	for b.Loop() {
+		t0 := time.Now()
+		s := startSim(b, n, procs)
+		all := make([]string, n)
+		for i := range all {
+			all[i] = simName(i)
+		}
+		if _, ok := s.waitConverged(all, 3*time.Minute); !ok {
+			b.Fatalf("%d members did not converge in 3 min: views %s", n, s.describe(all))
+		}
+		b.Logf("all %d members see each other %v after the first start", n, time.Since(t0).Round(time.Millisecond))
+		s.checkOwners()
+
+		// Steady traffic: nothing changes for the whole window.
+		time.Sleep(5 * time.Second)
+		before, cpu0 := s.sentBytes()
+		w0 := time.Now()
+		time.Sleep(steady)
+		after, cpu1 := s.sentBytes()
+		w := time.Since(w0)
+		var rates []float64
+		for name, a := range after {
+			rates = append(rates, float64(a-before[name])/w.Seconds())
+		}
+		slices.Sort(rates)
+		var sum float64
+		for _, r := range rates {
+			sum += r
+		}
+		mean, maxRate := sum/float64(len(rates)), rates[len(rates)-1]
+		cpuPerMember := time.Duration(float64(cpu1-cpu0) / w.Seconds() / float64(n))
+		b.Logf("steady memberlist traffic sent per node over %v: mean %.0f B/s, median %.0f B/s, max %.0f B/s; CPU %v per member per second",
+			w.Round(time.Second), mean, rates[len(rates)/2], maxRate, cpuPerMember.Round(10*time.Microsecond))
+		if _, ok := s.waitConverged(all, time.Second); !ok {
+			b.Errorf("a view changed while nothing happened (false suspicion): %s", s.describe(all))
+		}
+
+		var took []time.Duration
+		for trial := range trials {
+			victim := simName((trial*37 + 11) % n)
+			live := slices.DeleteFunc(slices.Clone(all), func(x string) bool { return x == victim })
+			s.do("kill", victim)
+			s.mu.Lock()
+			killed := s.killed[victim]
+			s.mu.Unlock()
+			last, ok := s.waitConverged(live, time.Minute)
+			if !ok {
+				b.Fatalf("trial %d: survivors of %s's death did not agree within a minute: %s", trial, victim, s.describe(live))
+			}
+			s.checkOwners()
+			took = append(took, last.Sub(killed))
+			s.do("start", victim)
+			if _, ok := s.waitConverged(all, time.Minute); !ok {
+				b.Fatalf("trial %d: %s did not rejoin within a minute: %s", trial, victim, s.describe(all))
+			}
+			time.Sleep(2 * time.Second)
+		}
+		b.Logf("one member killed, every survivor agrees again after: %v", took)
+		b.ReportMetric(quantile(took, 0.5).Seconds(), "median-s")
+		b.ReportMetric(quantile(took, 1).Seconds(), "max-s")
+		b.ReportMetric(mean, "mean-B/s")
+		b.ReportMetric(maxRate, "max-B/s")
+		b.ReportMetric(float64(cpuPerMember.Microseconds())/1000, "cpu-ms/s/member")
+	}
+}
