@@ -141,7 +141,7 @@ func New(cfg Config) (*Announcer, error) {
 			return nil, fmt.Errorf("registering BGP metrics: %w", err)
 		}
 	}
-	a.srv = server.NewBgpServer(server.LoggerOption(newSlogAdapter(log.With("component", "gobgp"))))
+	a.srv = server.NewBgpServer(server.LoggerOption(newSlogAdapter(log.With("lib", "gobgp"))))
 	go a.srv.Serve()
 	// The watch is registered before any peer exists, so no transition
 	// is missed; it lives until Run ends.

@@ -318,7 +318,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.SecretKey = cfg.Key
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
-	mc.Logger = log.New(&logWriter{log: cfg.Log.With("component", "memberlist")}, "", 0)
+	mc.Logger = log.New(&logWriter{log: cfg.Log.With("lib", "memberlist")}, "", 0)
 	if cfg.wrapTransport != nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{mc.BindAddr}, BindPort: port, Logger: mc.Logger,
@@ -344,7 +344,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	loopCtx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	go c.rejoinLoop(loopCtx)
-	c.log.Info("memberlist started", "node", cfg.NodeName, "addr", c.self.String(), "encrypted", len(cfg.Key) > 0,
+	c.log.Info("memberlist started", "name", cfg.NodeName, "addr", c.self.String(), "encrypted", len(cfg.Key) > 0,
 		"probeInterval", cfg.ProbeInterval, "probeTimeout", cfg.ProbeTimeout,
 		"suspicionMult", cfg.SuspicionMult, "gossipInterval", cfg.GossipInterval)
 	return c, nil

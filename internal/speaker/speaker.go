@@ -203,7 +203,7 @@ func New(cfg Config) *Speaker {
 	}
 	s := &Speaker{
 		cfg:          cfg,
-		log:          cfg.Log.With("node", cfg.NodeName),
+		log:          cfg.Log, // the caller's logger names the node
 		trigger:      make(chan struct{}, 1),
 		reportPoke:   make(chan struct{}, 1),
 		announced:    map[string]time.Time{},
