@@ -27,6 +27,10 @@ const defaultClass = "herald.dev/lb"
 // for a Service it could not give an address.
 const eventAllocationFailed = "AllocationFailed"
 
+// maxListedAnnouncements is how many announcements a Speaker object lists
+// (herald-speaker's cap, see SpeakerStatus.Announcements).
+const maxListedAnnouncements = 1000
+
 // StatusReport is `heraldctl status` as data (-o yaml|json).
 type StatusReport struct {
 	// Addresses are every address a Service of herald's holds or a node
@@ -167,7 +171,11 @@ func buildStatus(class k8s.Class, svcs []corev1.Service, pools []heraldv1.IPPool
 		}
 	}
 
+	var partial []string // live nodes whose report lists only part of what they announce
 	for _, s := range speakers {
+		if alive[s.Name] && s.Status.AnnouncementsOmitted > 0 {
+			partial = append(partial, s.Name)
+		}
 		for _, an := range s.Status.Announcements {
 			a := get(an.Address)
 			if !alive[s.Name] {
@@ -210,7 +218,10 @@ func buildStatus(class k8s.Class, svcs []corev1.Service, pools []heraldv1.IPPool
 		if a.Pool == "" {
 			a.Pool = containingPool(pools, addr)
 		}
-		if len(a.Announcers) == 0 {
+		if len(a.Announcers) == 0 && len(partial) > 0 {
+			a.Problems = append(a.Problems, fmt.Sprintf("not in the Speaker reports: %s list only their first %d announcements (by address)",
+				strings.Join(partial, ","), maxListedAnnouncements))
+		} else if len(a.Announcers) == 0 {
 			a.Problems = append(a.Problems, "announced by nobody")
 		}
 		for _, st := range a.Stale {

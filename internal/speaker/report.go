@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -18,6 +19,12 @@ import (
 // burst of changes (a failover moving a thousand addresses) costs one
 // write, and the object always ends up showing the final state.
 const reportInterval = time.Second
+
+// maxReported is how many announcements a Speaker object lists (see
+// SpeakerStatus.Announcements); above it the report interval grows in
+// proportion, so a node announcing 10 000 addresses writes every 10 s at
+// most while they change.
+const maxReported = 1000
 
 func (s *Speaker) pokeReport() {
 	select {
@@ -52,6 +59,17 @@ func (s *Speaker) report() heraldv1.SpeakerStatus {
 		add("bgp", a.Addr, a.Pool, a.Services, a.Policy.Peers)
 	}
 	st.Layer2Count, st.BGPCount = int32(len(s.last.L2)), int32(len(s.last.BGP))
+	slices.SortFunc(st.Announcements, func(a, b heraldv1.Announcement) int {
+		x, y := netip.MustParseAddr(a.Address), netip.MustParseAddr(b.Address)
+		if c := x.Compare(y); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Protocol, b.Protocol)
+	})
+	if n := len(st.Announcements); n > maxReported {
+		st.AnnouncementsOmitted = int32(n - maxReported)
+		st.Announcements = st.Announcements[:maxReported:maxReported]
+	}
 	if s.cfg.BGP != nil {
 		sessions := s.cfg.BGP.Sessions()
 		for _, peer := range slices.Sorted(maps.Keys(sessions)) {
@@ -85,10 +103,14 @@ func (s *Speaker) runReports(ctx context.Context) {
 		} else {
 			written = &st
 		}
+		wait := reportInterval
+		if n := int(st.Layer2Count + st.BGPCount); n > maxReported {
+			wait = reportInterval * time.Duration(n) / maxReported
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(reportInterval):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -329,9 +329,26 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case <-s.trigger:
 		case <-s.cfg.Membership.Changed():
 		}
+		start := time.Now()
 		s.reconcile(ctx)
+		// A full recompute at 10 000 Services takes tens of milliseconds;
+		// while Services stream in (an install, a burst of creates) back
+		// to back recomputes would each take a core away from the API
+		// server. Pausing three times the last one's cost keeps a speaker
+		// under a quarter of a core then; with a few hundred Services the
+		// pause is well under a millisecond, so a single change is still
+		// acted on at once.
+		if pause := min(3*time.Since(start), maxRecomputePause); pause > 100*time.Microsecond {
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+		}
 	}
 }
+
+// maxRecomputePause bounds the pause after a recompute (see Run).
+const maxRecomputePause = 300 * time.Millisecond
 
 // awaitJoin holds the first decision until this speaker has joined the
 // others (a join syncs the full membership) or JoinWait passes: deciding

@@ -59,11 +59,19 @@ type SpeakerStatus struct {
 	// +optional
 	BGPCount int32 `json:"bgpCount"`
 
-	// announcements are the addresses this node announces now.
+	// announcements are the addresses this node announces now, sorted by
+	// address: at most the first 1000, so that the object stays small
+	// (10 000 entries would be over a megabyte, beyond what etcd stores,
+	// written again on every change); layer2Count and bgpCount count all.
 	// +optional
 	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=100000
+	// +kubebuilder:validation:MaxItems=1000
 	Announcements []Announcement `json:"announcements,omitempty"`
+
+	// announcementsOmitted counts this node's announcements beyond the
+	// ones listed.
+	// +optional
+	AnnouncementsOmitted int32 `json:"announcementsOmitted,omitempty"`
 
 	// bgpSessions are this node's sessions with the BGPPeers that select
 	// it; the controller sums them into each BGPPeer's status.
