@@ -177,9 +177,11 @@ type Speaker struct {
 	problemsMu   sync.Mutex
 	peerProblems map[string]string // BGPPeer name -> the problem last reported
 
-	mu        sync.Mutex
-	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
-	last      Desired
+	mu            sync.Mutex
+	eventBudget   int // Announcing Events left in this change (see maxAnnounceEvents)
+	eventsSkipped int
+	announced     map[string]time.Time // "proto/addr" -> since when, for Events and status
+	last          Desired
 
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
@@ -430,6 +432,7 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	next := map[string]time.Time{}
+	s.eventBudget, s.eventsSkipped = maxAnnounceEvents, 0
 	for _, a := range d.L2 {
 		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces)
 	}
@@ -437,8 +440,19 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers)
 	}
 	s.announced, s.last = next, d
+	if s.eventsSkipped > 0 {
+		s.log.Info("more new announcements than Events per change: the rest are in this node's Speaker object and the log",
+			"withoutEvent", s.eventsSkipped, "maxEvents", maxAnnounceEvents)
+	}
 	s.pokeReport()
 }
+
+// maxAnnounceEvents bounds the Announcing Events of one change. A node
+// that takes over thousands of addresses at once (a failover, a first
+// start, a burst of Services) would otherwise queue an Event per Service
+// behind its API client's rate limit for many minutes, delaying its
+// Speaker reports; the Speaker object and the log still name every one.
+const maxAnnounceEvents = 20
 
 // since keeps the start time of a continuing announcement and records an
 // Event for a new one: Events are written per change, never per recompute.
@@ -455,6 +469,11 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	if len(via) > 0 {
 		how = "via " + strings.Join(via, ", ")
 	}
+	if s.eventBudget == 0 {
+		s.eventsSkipped++
+		return now
+	}
+	s.eventBudget--
 	for _, key := range svcs {
 		if svc := s.service(key); svc != nil {
 			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (%s)", addr, s.cfg.NodeName, proto, how)
