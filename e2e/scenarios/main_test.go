@@ -70,7 +70,7 @@ func run(m *testing.M) int {
 }
 
 // runsL2Scenarios says whether -run selects a scenario of the shared l2
-// lab: a test function of this package outside bgp_test.go.
+// lab: a test function of this package outside the bgp*_test.go files.
 func runsL2Scenarios() bool {
 	pattern := flag.Lookup("test.run").Value.String()
 	if pattern == "" {
@@ -83,7 +83,7 @@ func runsL2Scenarios() bool {
 	files, _ := filepath.Glob("*_test.go")
 	testFunc := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
 	for _, f := range files {
-		if f == "bgp_test.go" {
+		if strings.HasPrefix(f, "bgp") {
 			continue
 		}
 		raw, err := os.ReadFile(f)

@@ -35,9 +35,13 @@ func TestAPIServerDown60s(t *testing.T) {
 	})
 	hc := l.HTTPClient(l.Client(), time.Second)
 	failed, total := 0, 0
+	var failedAt []time.Time
 	for start := time.Now(); time.Since(start) < 60*time.Second; total++ {
+		sent := time.Now()
 		if _, err := getOnce(ctx, hc, vip); err != nil {
 			failed++
+			failedAt = append(failedAt, sent)
+			t.Logf("request sent %s failed after %v: %v", sent.Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -52,6 +56,7 @@ func TestAPIServerDown60s(t *testing.T) {
 	case after != before || failed > 2:
 		t.Errorf("announcement changed during the API outage (failed %d, owner %s -> %s); want none", failed, before, after)
 	case failed > 0:
+		logsAround(t, failedAt, 2*time.Second)
 		t.Logf("*** TOLERATED: %d of %d requests failed during the API outage with the owner unchanged (SPEC §6 wants 0) ***", failed, total)
 	}
 	if err := l.StartAPIServer(ctx); err != nil {
