@@ -124,8 +124,8 @@ func simChild() int {
 	out := bufio.NewWriter(os.Stdout)
 	emit := func(format string, args ...any) {
 		outMu.Lock()
-		fmt.Fprintf(out, format+"\n", args...)
-		out.Flush()
+		_, _ = fmt.Fprintf(out, format+"\n", args...)
+		_ = out.Flush()
 		outMu.Unlock()
 	}
 
@@ -167,7 +167,7 @@ func simChild() int {
 					view = names(c.Members())
 				}
 				h := fnv.New64a()
-				io.WriteString(h, strings.Join(view, ","))
+				_, _ = io.WriteString(h, strings.Join(view, ","))
 				if v := fmt.Sprintf("%d %x", len(view), h.Sum64()); v != last {
 					last = v
 					emit("view %s %d %s", name, time.Now().UnixNano(), v)
@@ -197,7 +197,7 @@ func simChild() int {
 	if f := os.Getenv("HERALD_SIM_CPUPROFILE"); f != "" && lo == 0 {
 		fh, err := os.Create(f)
 		if err == nil && pprof.StartCPUProfile(fh) == nil {
-			time.AfterFunc(30*time.Second, func() { pprof.StopCPUProfile(); fh.Close() })
+			time.AfterFunc(30*time.Second, func() { pprof.StopCPUProfile(); _ = fh.Close() })
 		}
 	}
 	in := bufio.NewScanner(os.Stdin)
@@ -458,17 +458,20 @@ func (s *simCluster) do(cmd, name string) {
 
 func (s *simCluster) quit() {
 	for _, p := range s.procs {
-		fmt.Fprintln(p.stdin, "quit")
-		p.stdin.Close()
+		_, _ = fmt.Fprintln(p.stdin, "quit")
+		_ = p.stdin.Close()
 	}
 	for _, p := range s.procs {
 		done := make(chan error, 1)
 		go func() { done <- p.cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				s.tb.Logf("simulation process of members %d..%d: %v", p.lo, p.hi-1, err)
+			}
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill()
-			<-done
+			s.tb.Logf("simulation process of members %d..%d did not quit within 30 s: killed (%v)", p.lo, p.hi-1, <-done)
 		}
 	}
 }
