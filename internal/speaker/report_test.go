@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/heraldlb/herald/internal/election"
 )
 
@@ -43,5 +46,36 @@ func TestReportListsAtMostMaxReported(t *testing.T) {
 	}
 	if got := st.Announcements[maxReported-1].Address; got != "198.19.3.230" {
 		t.Errorf("last listed %s, want 198.19.3.230 (the 999th lowest layer-2 address)", got)
+	}
+}
+
+// TestNodeMatters: a heartbeat does not change what the speaker reads of a
+// Node; labels, addresses and NetworkUnavailable do.
+func TestNodeMatters(t *testing.T) {
+	base := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"a": "1"}},
+		Status: corev1.NodeStatus{
+			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	}
+	heartbeat := base.DeepCopy()
+	heartbeat.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+	heartbeat.ResourceVersion = "2"
+	if nodeMatters(base) != nodeMatters(heartbeat) {
+		t.Error("a heartbeat counts as a change")
+	}
+	for name, change := range map[string]func(*corev1.Node){
+		"label":   func(n *corev1.Node) { n.Labels["b"] = "2" },
+		"address": func(n *corev1.Node) { n.Status.Addresses[0].Address = "198.51.100.12" },
+		"network": func(n *corev1.Node) {
+			n.Status.Conditions = append(n.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue})
+		},
+	} {
+		n := base.DeepCopy()
+		change(n)
+		if nodeMatters(base) == nodeMatters(n) {
+			t.Errorf("a %s change does not count", name)
+		}
 	}
 }

@@ -255,11 +255,38 @@ func New(cfg Config) *Speaker {
 		_, _ = inf.AddEventHandler(poke)
 	}
 	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.nodesChanged() },
-		UpdateFunc: func(any, any) { s.nodesChanged() },
+		AddFunc: func(any) { s.nodesChanged() },
+		UpdateFunc: func(oldObj, newObj any) {
+			// Kubelets rewrite their Node every few seconds (heartbeats);
+			// a full recompute at 10 000 Services costs tens of
+			// milliseconds, so only what the decision reads counts.
+			o, ok1 := oldObj.(*corev1.Node)
+			n, ok2 := newObj.(*corev1.Node)
+			if !ok1 || !ok2 || nodeMatters(o) != nodeMatters(n) {
+				s.nodesChanged()
+			}
+		},
 		DeleteFunc: func(any) { s.nodesChanged() },
 	})
 	return s
+}
+
+// nodeMatters is what the speaker reads of a Node (labels, InternalIPs,
+// NetworkUnavailable), as a comparable string.
+func nodeMatters(n *corev1.Node) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+		b.WriteString(k + "=" + n.Labels[k] + "\n")
+	}
+	for _, ip := range k8s.NodeInternalIPs(n) {
+		b.WriteString(ip.String() + "\n")
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable {
+			b.WriteString("NetworkUnavailable=" + string(c.Status))
+		}
+	}
+	return b.String()
 }
 
 func (s *Speaker) poke() {
