@@ -230,7 +230,7 @@ func New(cfg Config) *Speaker {
 	if cfg.Registry != nil {
 		cfg.Registry.MustRegister(s.announcedGauge, s.recomputes, s.refused, s.membersGauge)
 	}
-	s.kubeFactory = kubeinformers.NewSharedInformerFactory(cfg.Kube, 0)
+	s.kubeFactory = kubeinformers.NewSharedInformerFactoryWithOptions(cfg.Kube, 0, kubeinformers.WithTransform(slimObject))
 	s.heraldFactory = heraldinformers.NewSharedInformerFactory(cfg.Herald, 0)
 	svcInf := s.kubeFactory.Core().V1().Services()
 	epsInf := s.kubeFactory.Discovery().V1().EndpointSlices()
@@ -287,6 +287,24 @@ func nodeMatters(n *corev1.Node) string {
 		}
 	}
 	return b.String()
+}
+
+// slimObject drops from cached objects what the speaker never reads:
+// managedFields (often the largest part of a small Service) and kubectl's
+// last-applied copy of the whole object. At 10 000 Services the caches are
+// a large part of a speaker's memory.
+func slimObject(obj any) (any, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return obj, nil // a tombstone: left as it is
+	}
+	m.SetManagedFields(nil)
+	if a := m.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
+		a = maps.Clone(a)
+		delete(a, corev1.LastAppliedConfigAnnotation)
+		m.SetAnnotations(a)
+	}
+	return obj, nil
 }
 
 func (s *Speaker) poke() {
