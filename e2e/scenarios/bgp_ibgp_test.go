@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -115,7 +114,7 @@ func TestBGPWrongPasswordThenLocalPref(t *testing.T) {
 	}
 
 	// local-pref: a pool for this peer only.
-	bgpPool(t, hc, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: ibgpPool}, Spec: heraldv1.IPPoolSpec{
+	labPool(t, l, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: ibgpPool}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"203.0.113.112/29"}, AutoAssign: ptr.To(false),
 		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{Peers: []string{"bird-ibgp"}, LocalPref: ptr.To(uint32(250))}},
 	}})
@@ -169,11 +168,7 @@ func TestBGPWrongPasswordThenLocalPref(t *testing.T) {
 func TestBGPExternalIPs(t *testing.T) {
 	l := bgpLab(t)
 	ctx := ctxFor(t, 3*time.Minute)
-	hc, err := versioned.NewForConfig(l.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bgpPool(t, hc, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: extPoolBGP}, Spec: heraldv1.IPPoolSpec{
+	labPool(t, l, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: extPoolBGP}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"203.0.113.96/28"}, AutoAssign: ptr.To(false), ExternalIPs: true,
 		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{Peers: []string{"frr", "bird"}}},
 	}})
@@ -232,14 +227,7 @@ func TestBGPExternalIPs(t *testing.T) {
 	// Event, and no route anywhere.
 	refused := netip.MustParseAddr("203.0.113.125")
 	mk("bgp-ext-refused", "bgpext", refused, false)
-	ev, err := l.WaitServiceEvent(ctx, "default", "bgp-ext-refused", "ExternalIPRefused", 15*time.Second, refused.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "externalIPs: true") {
-		t.Errorf("ExternalIPRefused Event %s %q: want a Warning that names the missing opt-in", ev.Type, ev.Message)
-	}
-	t.Logf("Event on bgp-ext-refused: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	wantRefusedEvent(t, l, "bgp-ext-refused", refused)
 	time.Sleep(2 * time.Second)
 	for _, router := range []string{"frr", "bird"} {
 		if gws, err := l.KernelRoute(ctx, router, host(refused)); err == nil && len(gws) > 0 {
@@ -252,26 +240,4 @@ func TestBGPExternalIPs(t *testing.T) {
 	} else {
 		t.Logf("as expected, %s is unreachable: %v", refused, err)
 	}
-}
-
-// bgpPool creates a pool in the BGP lab and deletes it (waiting for the
-// finalizer) once the scenario's Services are gone.
-func bgpPool(t *testing.T, hc versioned.Interface, p *heraldv1.IPPool) {
-	t.Helper()
-	ctx := ctxFor(t, 30*time.Second)
-	if _, err := hc.HeraldV1alpha1().IPPools().Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-		defer cancel()
-		_ = hc.HeraldV1alpha1().IPPools().Delete(ctx, p.Name, metav1.DeleteOptions{})
-		for ctx.Err() == nil {
-			if _, err := hc.HeraldV1alpha1().IPPools().Get(ctx, p.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Errorf("IPPool %s still there 40 s after its Services were deleted", p.Name)
-	})
 }

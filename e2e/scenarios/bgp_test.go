@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -688,7 +687,7 @@ func TestBGPScale10k(t *testing.T) {
 	t.Logf("created %d Services in %v", n, created.Round(time.Millisecond))
 	var count int
 	for {
-		count, err = scaleRoutes(ctx, l)
+		count, err = l.KernelRouteCount(ctx, "frr", netip.MustParsePrefix("198.18.0.0/16"), "bgp")
 		if err == nil && count >= n {
 			break
 		}
@@ -767,20 +766,4 @@ func procCPU(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-// scaleRoutes counts the routes into the scale pool (198.18.0.0/16) in
-// FRR's kernel table, ECMP or not.
-func scaleRoutes(ctx context.Context, l *lab.Lab) (int, error) {
-	out, err := exec.CommandContext(ctx, "ip", "-4", "-n", l.Node("frr").Namespace, "route", "show", "root", "198.18.0.0/16", "proto", "bgp").Output()
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for line := range strings.Lines(string(out)) {
-		if strings.HasPrefix(line, "198.18.") {
-			n++
-		}
-	}
-	return n, nil
 }

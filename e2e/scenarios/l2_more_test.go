@@ -43,19 +43,39 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 // herald's finalizer to let it go) once the scenario's Services are gone.
 func pool(t *testing.T, name string, externalIPs bool, addresses ...string) {
 	t.Helper()
-	p := &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: heraldv1.IPPoolSpec{Addresses: addresses, AutoAssign: ptr.To(false), ExternalIPs: externalIPs}}
-	if err := theLab.ApplyPool(ctxFor(t, 30*time.Second), p); err != nil {
+	labPool(t, theLab, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: heraldv1.IPPoolSpec{Addresses: addresses, AutoAssign: ptr.To(false), ExternalIPs: externalIPs}})
+}
+
+// labPool creates p in lab l and deletes it (waiting for the finalizer)
+// once the scenario's Services are gone.
+func labPool(t *testing.T, l *lab.Lab, p *heraldv1.IPPool) {
+	t.Helper()
+	if err := l.ApplyPool(ctxFor(t, 30*time.Second), p); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		defer cancel()
-		_ = theLab.DeletePool(ctx, name)
-		if err := theLab.WaitPoolGone(ctx, name, 30*time.Second); err != nil {
-			t.Errorf("IPPool %s still there 30 s after its Services were deleted: %v", name, err)
+		_ = l.DeletePool(ctx, p.Name)
+		if err := l.WaitPoolGone(ctx, p.Name, 30*time.Second); err != nil {
+			t.Errorf("IPPool %s still there 30 s after its Services were deleted: %v", p.Name, err)
 		}
 	})
+}
+
+// wantRefusedEvent waits for the Warning that externalIP addr of Service
+// name will not be announced, naming the missing opt-in.
+func wantRefusedEvent(t *testing.T, l *lab.Lab, name string, addr netip.Addr) {
+	t.Helper()
+	ev, err := l.WaitServiceEvent(ctxFor(t, 30*time.Second), "default", name, "ExternalIPRefused", 15*time.Second, addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "externalIPs: true") {
+		t.Errorf("ExternalIPRefused Event %s %q: want a Warning that names the missing opt-in (externalIPs: true)", ev.Type, ev.Message)
+	}
+	t.Logf("Event on %s: %s %s: %s", name, ev.Type, ev.Reason, ev.Message)
 }
 
 // backends registers app's backends on nodes, removed at cleanup.
@@ -460,14 +480,7 @@ func TestExternalIPs(t *testing.T) {
 	// Outside every opt-in pool: never announced, and the Service says why.
 	refused := netip.MustParseAddr("198.51.100.230")
 	mk("ext-refused", "extip", refused.String(), false)
-	ev, err := theLab.WaitServiceEvent(ctx, "default", "ext-refused", "ExternalIPRefused", 15*time.Second, refused.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "externalIPs: true") {
-		t.Errorf("ExternalIPRefused Event %s %q: want a Warning that names the missing opt-in (externalIPs: true)", ev.Type, ev.Message)
-	}
-	t.Logf("Event on ext-refused: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	wantRefusedEvent(t, theLab, "ext-refused", refused)
 	unreachable(t, refused, 80)
 	// The accepted ones are unaffected.
 	reachPort(t, ext, 80)

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ type serviceUpdate struct {
 	Namespace, Name string
 	Annotations     map[string]string
 	// From names the MetalLB annotation each herald one comes from, in
-	// the order of sortedKeys(Annotations).
+	// the order of their sorted keys.
 	From []string
 }
 
@@ -197,7 +198,7 @@ func (c *converter) service(svc *corev1.Service, poolNames map[string]bool) (ser
 
 	// Only what the Service lacks: a herald annotation it already has is
 	// kept, even where it disagrees.
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		have, ok := svc.Annotations[k]
 		switch {
 		case !ok:
@@ -212,7 +213,7 @@ func (c *converter) service(svc *corev1.Service, poolNames map[string]bool) (ser
 		return serviceUpdate{}, false
 	}
 	u := serviceUpdate{Namespace: svc.Namespace, Name: svc.Name, Annotations: want}
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		u.From = append(u.From, from[k])
 	}
 	return u, true
@@ -221,7 +222,7 @@ func (c *converter) service(svc *corev1.Service, poolNames map[string]bool) (ser
 // unknownAnnotations reports the metallb annotations that MetalLB does not
 // define for Services (or that heraldctl does not know of).
 func (c *converter) unknownAnnotations(svc *corev1.Service) {
-	for _, k := range sortedKeys(svc.Annotations) {
+	for _, k := range slices.Sorted(maps.Keys(svc.Annotations)) {
 		suffix, ok := metallbSuffix(k)
 		if !ok || slices.Contains(mlbServiceAnnotations, suffix) {
 			continue
@@ -335,7 +336,7 @@ func (c *converter) checkSharing(svcs []*corev1.Service) {
 		k := metallbValue(s.Annotations, mlbShare).value
 		groups[k] = append(groups[k], s)
 	}
-	for _, key := range sortedKeys(groups) {
+	for _, key := range slices.Sorted(maps.Keys(groups)) {
 		var open []*corev1.Service // MetalLB's backend key is empty for these
 		selectorless := false
 		for _, s := range groups[key] {
@@ -361,15 +362,6 @@ func joinAddrs(addrs []netip.Addr) string {
 	return strings.Join(s, ",")
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // annotateCommand is the kubectl command that adds ann to a Service and
 // changes nothing else (without --overwrite it refuses to replace a value).
 func annotateCommand(namespace, name string, ann map[string]string) string {
@@ -378,7 +370,7 @@ func annotateCommand(namespace, name string, ann map[string]string) string {
 		args = append(args, "--namespace", shellQuote(namespace))
 	}
 	args = append(args, "service", shellQuote(name))
-	for _, k := range sortedKeys(ann) {
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
 		args = append(args, shellQuote(k+"="+ann[k]))
 	}
 	return strings.Join(args, " ")

@@ -144,6 +144,8 @@ func simChild() int {
 		cfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
 			return newCountingTransport(t, sent)
 		}
+		// HERALD_SIM_LOG=1: each process's first member logs memberlist's
+		// messages (suspicions, deaths) to stderr.
 		if i == lo && os.Getenv("HERALD_SIM_LOG") != "" {
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		}
@@ -163,9 +165,6 @@ func simChild() int {
 			last := ""
 			for {
 				view := healthyNames(c.Members())
-				if os.Getenv("HERALD_SIM_COUNT_ALL") != "" {
-					view = names(c.Members())
-				}
 				h := fnv.New64a()
 				_, _ = io.WriteString(h, strings.Join(view, ","))
 				if v := fmt.Sprintf("%d %x", len(view), h.Sum64()); v != last {

@@ -46,30 +46,37 @@ func (s *Speaker) report() heraldv1.SpeakerStatus {
 	slices.Sort(st.LiveMembers)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	add := func(proto string, addr netip.Addr, pool string, svcs, via []string) {
-		st.Announcements = append(st.Announcements, heraldv1.Announcement{
-			Address: addr.String(), Protocol: proto, Pool: pool, Services: svcs, Via: via,
-			Since: metav1.NewTime(s.announced[proto+"/"+addr.String()].Truncate(time.Second)),
-		})
+	// Sorted by address (then protocol) and cut to maxReported before any
+	// entry is built: at 10 000 addresses most would be thrown away.
+	type entry struct {
+		addr        netip.Addr
+		proto, pool string
+		svcs, via   []string
 	}
+	entries := make([]entry, 0, len(s.last.L2)+len(s.last.BGP))
 	for _, a := range s.last.L2 {
-		add("layer2", a.Addr, a.Pool, a.Services, a.Interfaces)
+		entries = append(entries, entry{a.Addr, "layer2", a.Pool, a.Services, a.Interfaces})
 	}
 	for _, a := range s.last.BGP {
-		add("bgp", a.Addr, a.Pool, a.Services, a.Policy.Peers)
+		entries = append(entries, entry{a.Addr, "bgp", a.Pool, a.Services, a.Policy.Peers})
 	}
-	st.Layer2Count, st.BGPCount = int32(len(s.last.L2)), int32(len(s.last.BGP))
-	slices.SortFunc(st.Announcements, func(a, b heraldv1.Announcement) int {
-		x, y := netip.MustParseAddr(a.Address), netip.MustParseAddr(b.Address)
-		if c := x.Compare(y); c != 0 {
+	slices.SortFunc(entries, func(x, y entry) int {
+		if c := x.addr.Compare(y.addr); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Protocol, b.Protocol)
+		return strings.Compare(x.proto, y.proto)
 	})
-	if n := len(st.Announcements); n > maxReported {
+	if n := len(entries); n > maxReported {
 		st.AnnouncementsOmitted = int32(n - maxReported)
-		st.Announcements = st.Announcements[:maxReported:maxReported]
+		entries = entries[:maxReported]
 	}
+	for _, e := range entries {
+		st.Announcements = append(st.Announcements, heraldv1.Announcement{
+			Address: e.addr.String(), Protocol: e.proto, Pool: e.pool, Services: e.svcs, Via: e.via,
+			Since: metav1.NewTime(s.announced[e.proto+"/"+e.addr.String()].Truncate(time.Second)),
+		})
+	}
+	st.Layer2Count, st.BGPCount = int32(len(s.last.L2)), int32(len(s.last.BGP))
 	if s.cfg.BGP != nil {
 		sessions := s.cfg.BGP.Sessions()
 		for _, peer := range slices.Sorted(maps.Keys(sessions)) {

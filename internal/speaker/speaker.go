@@ -177,11 +177,9 @@ type Speaker struct {
 	problemsMu   sync.Mutex
 	peerProblems map[string]string // BGPPeer name -> the problem last reported
 
-	mu            sync.Mutex
-	eventBudget   int // Announcing Events left in this change (see maxAnnounceEvents)
-	eventsSkipped int
-	announced     map[string]time.Time // "proto/addr" -> since when, for Events and status
-	last          Desired
+	mu        sync.Mutex
+	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
+	last      Desired
 
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
@@ -477,17 +475,17 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	next := map[string]time.Time{}
-	s.eventBudget, s.eventsSkipped = maxAnnounceEvents, 0
+	budget := &eventBudget{left: maxAnnounceEvents}
 	for _, a := range d.L2 {
-		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces)
+		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces, budget)
 	}
 	for _, a := range d.BGP {
-		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers)
+		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers, budget)
 	}
 	s.announced, s.last = next, d
-	if s.eventsSkipped > 0 {
+	if budget.skipped > 0 {
 		s.log.Info("more new announcements than Events per change: the rest are in this node's Speaker object and the log",
-			"withoutEvent", s.eventsSkipped, "maxEvents", maxAnnounceEvents)
+			"withoutEvent", budget.skipped, "maxEvents", maxAnnounceEvents)
 	}
 	s.pokeReport()
 }
@@ -499,9 +497,12 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 // Speaker reports; the Speaker object and the log still name every one.
 const maxAnnounceEvents = 20
 
+// eventBudget counts down the Announcing Events of one change.
+type eventBudget struct{ left, skipped int }
+
 // since keeps the start time of a continuing announcement and records an
 // Event for a new one: Events are written per change, never per recompute.
-func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []string) time.Time {
+func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []string, budget *eventBudget) time.Time {
 	if t, ok := s.announced[key]; ok {
 		return t
 	}
@@ -514,11 +515,11 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	if len(via) > 0 {
 		how = "via " + strings.Join(via, ", ")
 	}
-	if s.eventBudget == 0 {
-		s.eventsSkipped++
+	if budget.left == 0 {
+		budget.skipped++
 		return now
 	}
-	s.eventBudget--
+	budget.left--
 	for _, key := range svcs {
 		if svc := s.service(key); svc != nil {
 			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (%s)", addr, s.cfg.NodeName, proto, how)

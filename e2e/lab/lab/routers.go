@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -157,10 +156,15 @@ func (l *Lab) KernelRoute(ctx context.Context, node string, prefix netip.Prefix)
 }
 
 // KernelRouteCount counts the routes of protocol proto (e.g. "bgp",
-// "bird") in node's main table for one family (4 or 6).
-func (l *Lab) KernelRouteCount(ctx context.Context, node string, family int, proto string) (int, error) {
-	out, err := exec.CommandContext(ctx, "ip", "-"+strconv.Itoa(family), "-n", l.Node(node).Namespace,
-		"route", "show", "proto", proto).Output()
+// "bird") in node's main table that lie within prefix (an ECMP route
+// counts once).
+func (l *Lab) KernelRouteCount(ctx context.Context, node string, within netip.Prefix, proto string) (int, error) {
+	family := "-4"
+	if within.Addr().Is6() {
+		family = "-6"
+	}
+	out, err := exec.CommandContext(ctx, "ip", family, "-n", l.Node(node).Namespace,
+		"route", "show", "root", within.String(), "proto", proto).Output()
 	if err != nil {
 		return 0, fmt.Errorf("listing %s routes on %s: %w", proto, node, err)
 	}
