@@ -40,6 +40,7 @@ func run(args []string) int {
 		metricsAddr string
 		leaderElect bool
 		workers     int
+		profiling   cmdutil.Profiling
 	)
 	fs := flag.NewFlagSet("herald-controller", flag.ExitOnError)
 	common.Register(fs)
@@ -48,6 +49,7 @@ func run(args []string) int {
 	fs.StringVar(&metricsAddr, "metrics-addr", ":7472", "address serving /metrics, /healthz and /readyz")
 	fs.BoolVar(&leaderElect, "leader-elect", false, "elect a leader through a Lease so a second replica can stand by")
 	fs.IntVar(&workers, "workers", 4, "Services reconciled in parallel (API writes dominate)")
+	profiling.Register(fs)
 	cmdutil.Parse(fs, &common, args, func() error {
 		if class == "" {
 			return fmt.Errorf("--load-balancer-class must not be empty")
@@ -100,7 +102,7 @@ func run(args []string) int {
 		return ctrl.Ready()
 	}
 	go func() {
-		if err := cmdutil.Serve(ctx, metricsAddr, reg, ready, log); err != nil {
+		if err := cmdutil.Serve(ctx, metricsAddr, reg, ready, profiling, log); err != nil {
 			log.Error("metrics server stopped", "err", err)
 			stop()
 		}

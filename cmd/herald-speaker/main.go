@@ -57,6 +57,7 @@ type flags struct {
 	probeTimeout   time.Duration
 	suspicionMult  int
 	gossipInterval time.Duration
+	profiling      cmdutil.Profiling
 }
 
 func parse(args []string) *flags {
@@ -79,6 +80,7 @@ func parse(args []string) *flags {
 	fs.DurationVar(&f.probeTimeout, "memberlist-probe-timeout", pt, "how long a direct probe waits before indirect probes")
 	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
 	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
+	f.profiling.Register(fs)
 	cmdutil.Parse(fs, &f.common, args, func() error {
 		switch {
 		case f.nodeName == "":
@@ -225,7 +227,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 			default:
 				return errors.New("starting")
 			}
-		}, log); err != nil {
+		}, f.profiling, log); err != nil {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

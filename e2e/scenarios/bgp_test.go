@@ -734,8 +734,35 @@ func TestBGPScale10k(t *testing.T) {
 		}
 	}
 	t.Logf("BGP SCALE: speaker CPU over %v with %d Services and nothing changing: %v", idle, n, idleCPU)
+	if dir := os.Getenv("HERALD_E2E_PROFILE_DIR"); dir != "" {
+		saveProfiles(t, l, dir)
+	}
 	if all-created > 5*time.Second {
 		t.Errorf("routes installed %v after the last API write; SPEC §5 wants ≤ 5 s", (all - created).Round(time.Millisecond))
+	}
+}
+
+// saveProfiles writes node1's speaker heap profile and a 30 s CPU profile
+// taken while nothing changes into dir (go tool pprof reads them with the
+// speaker binary), to see where its memory and idle CPU go.
+func saveProfiles(t *testing.T, l *lab.Lab, dir string) {
+	t.Helper()
+	node := l.Nodes()[0]
+	for _, p := range []struct{ file, path string }{
+		{"heap.pb.gz", "/debug/pprof/heap?gc=1"},
+		{"cpu-idle.pb.gz", "/debug/pprof/profile?seconds=30"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		raw, err := l.SpeakerGet(ctx, node, p.path)
+		cancel()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, p.file), raw, 0o644)
+		}
+		if err != nil {
+			t.Errorf("speaker profile %s: %v", p.path, err)
+			continue
+		}
+		t.Logf("speaker on %s: %s saved in %s", node, p.path, filepath.Join(dir, p.file))
 	}
 }
 

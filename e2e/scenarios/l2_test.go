@@ -187,6 +187,35 @@ func dropBackend(t *testing.T, app, node string, left int) {
 	time.Sleep(500 * time.Millisecond) // kube-proxy resync
 }
 
+// settle waits until 50 requests in a row, one every 10 ms, reach addr,
+// so that a restart scenario starts from a working path. Requests that
+// fail on the way are reported loudly with the lab's logs around them:
+// they are no part of the restart, but a path that breaks without a
+// restart is a problem of its own.
+func settle(t *testing.T, addr netip.Addr) {
+	t.Helper()
+	hc := theLab.HTTPClient(theLab.Client(), time.Second)
+	var failedAt []time.Time
+	ok := 0
+	for deadline := time.Now().Add(20 * time.Second); ok < 50; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered 50 requests in a row within 20 s (%d failed)", addr, len(failedAt))
+		}
+		sent := time.Now()
+		if _, err := lab.Get(context.Background(), hc, addr, 80); err != nil {
+			t.Logf("request sent %s before the scenario failed: %v", sent.Format("15:04:05.000"), err)
+			failedAt = append(failedAt, sent)
+			ok = 0
+			continue
+		}
+		ok++
+	}
+	if len(failedAt) > 0 {
+		logsAround(t, []time.Time{failedAt[0], failedAt[len(failedAt)-1]}, 2*time.Second)
+		t.Logf("*** NOTE: %d requests to %s failed before the scenario began (not counted; the path settled afterwards) ***", len(failedAt), addr)
+	}
+}
+
 // Graceful restart (SIGTERM, as in a rolling upgrade): the speaker hands
 // over before it stops answering, so a client sending every 10 ms sees no
 // failed request (SPEC §5), even when the node leaves the network right
@@ -199,6 +228,7 @@ func TestGracefulSpeakerRestart(t *testing.T) {
 	reach(t, vip)
 	own := owner(t, vip)
 	dropBackend(t, "graceful", own, len(l.Nodes())-1)
+	settle(t, vip)
 	pctx, stop := context.WithCancel(ctx)
 	results := make(chan []lab.Probe, 1)
 	go func() { results <- l.ProbeEvery(pctx, l.Client(), vip, 80, 10*time.Millisecond, time.Second) }()
@@ -242,8 +272,10 @@ func TestGracefulSpeakerRestart(t *testing.T) {
 	// none, but after the other scenarios one unanswered request shows up
 	// now and then (under investigation, see the session notes): one is
 	// reported loudly and tolerated, more fail.
+	if failed > 0 {
+		logsAround(t, []time.Time{failedAt[0], failedAt[len(failedAt)-1]}, 2*time.Second)
+	}
 	if failed == 1 {
-		logsAround(t, failedAt, 2*time.Second)
 		t.Logf("*** TOLERATED: 1 request unanswered during a graceful restart (SPEC §5 wants 0) ***")
 	}
 	if failed > 1 {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -114,10 +115,27 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Serve runs /metrics, /healthz and /readyz on addr until ctx ends. ready
-// returns nil when the component can do its job.
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) error {
+// Profiling is the --profiling flag of the long-running binaries. Off by
+// default: the profiles show internals (object names, addresses) to anyone
+// who can reach the metrics port.
+type Profiling bool
+
+// Register adds --profiling to fs.
+func (p *Profiling) Register(fs *flag.FlagSet) {
+	fs.BoolVar((*bool)(p), "profiling", false, "also serve Go's /debug/pprof/ profiles on the metrics address (CPU, heap; for diagnosing resource use)")
+}
+
+// Serve runs /metrics, /healthz and /readyz on addr until ctx ends, and
+// /debug/pprof/ with profiling. ready returns nil when the component can do
+// its job.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, profiling Profiling, log *slog.Logger) error {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -138,7 +156,7 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, ready fun
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	log.Info("serving metrics and health", "addr", ln.Addr().String(), "profiling", bool(profiling))
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving metrics and health: %w", err)
 	}

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -63,10 +64,33 @@ func (l *Lab) StartSpeaker(node string) error {
 	n := l.Node(node)
 	args := []string{filepath.Join(l.BinDir, "herald-speaker"),
 		"--kubeconfig", l.Kubeconfig, "--node-name", n.Name, "--memberlist-insecure", "--log-level", "debug",
+		"--profiling", // the lab is where resource use is diagnosed
 		"--metrics-addr", net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)),
 	}
 	_, err := l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
 	return err
+}
+
+// SpeakerGet fetches path (for example "/debug/pprof/heap") from node's
+// speaker metrics address.
+func (l *Lab) SpeakerGet(ctx context.Context, node, path string) ([]byte, error) {
+	n := l.Node(node)
+	url := "http://" + net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: netns.Dialer(n.Namespace), DisableKeepAlives: true}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return body, err
 }
 
 // WaitSpeakerReady waits until node's speaker answers /readyz.
