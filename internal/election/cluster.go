@@ -319,23 +319,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
 	mc.Logger = log.New(&logWriter{log: cfg.Log.With("lib", "memberlist")}, "", 0)
+	tr, err := newTransport(cfg.BindAddr, port, cfg.Log.With("lib", "memberlist"))
+	if err != nil {
+		return nil, fmt.Errorf("starting memberlist: %w", err)
+	}
+	mc.BindPort, mc.AdvertisePort = tr.port, tr.port
+	mc.Transport = tr
 	if cfg.wrapTransport != nil {
-		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{mc.BindAddr}, BindPort: port, Logger: mc.Logger,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("starting memberlist transport: %w", err)
-		}
-		mc.BindPort = nt.GetAutoBindPort()
-		mc.AdvertisePort = mc.BindPort
-		mc.Transport = cfg.wrapTransport(nt)
+		mc.Transport = cfg.wrapTransport(tr)
 	}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		if mc.Transport != nil {
-			_ = mc.Transport.Shutdown()
-		}
+		_ = tr.Shutdown()
 		return nil, fmt.Errorf("starting memberlist on %s: %w", net.JoinHostPort(mc.BindAddr, strconv.Itoa(port)), err)
 	}
 	c.ml = ml

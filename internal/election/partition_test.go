@@ -51,7 +51,7 @@ func (p *partition) blocked(from uint16, to string) bool {
 
 // wrap is a Config.wrapTransport that applies the partition.
 func (p *partition) wrap(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
-	return &partitionTransport{NodeAwareTransport: t, p: p, port: uint16(t.(*memberlist.NetTransport).GetAutoBindPort())}
+	return &partitionTransport{NodeAwareTransport: t, p: p, port: uint16(t.(*transport).port)}
 }
 
 type partitionTransport struct {
