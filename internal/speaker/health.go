@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -95,6 +96,9 @@ func (h *Health) get(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Read to the end so that the connection is reused: a check runs
+	// every 500 ms, a new TCP connection each time is needless work.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	return resp.StatusCode, nil
 }
