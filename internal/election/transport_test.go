@@ -20,12 +20,12 @@ func TestTransportPacketsAndStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Shutdown()
+	defer func() { _ = a.Shutdown() }()
 	b, err := newTransport(lo, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Shutdown()
+	defer func() { _ = b.Shutdown() }()
 	to := netip.AddrPortFrom(lo, uint16(a.port)).String()
 
 	var got []*memberlist.Packet
@@ -57,14 +57,14 @@ func TestTransportPacketsAndStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	var s net.Conn
 	select {
 	case s = <-a.StreamCh():
 	case <-time.After(5 * time.Second):
 		t.Fatal("no stream")
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	if _, err := c.Write([]byte("push/pull")); err != nil {
 		t.Fatal(err)
 	}
