@@ -2,12 +2,15 @@ package speaker
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/internal/election"
 )
@@ -77,5 +80,41 @@ func TestNodeMatters(t *testing.T) {
 		if nodeMatters(base) == nodeMatters(n) {
 			t.Errorf("a %s change does not count", name)
 		}
+	}
+}
+
+// TestAnnouncingEventsAreRateLimited: a node that starts announcing 100
+// addresses at once records the burst of Events only, and a continuing
+// announcement records none, whatever the number of recomputes.
+func TestAnnouncingEventsAreRateLimited(t *testing.T) {
+	rec := record.NewFakeRecorder(1000)
+	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec})
+	services := s.kubeFactory.Core().V1().Services().Informer().GetIndexer()
+	var d Desired
+	for i := range 100 {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
+		if err := services.Add(svc); err != nil {
+			t.Fatal(err)
+		}
+		d.L2 = append(d.L2, L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
+	}
+	start := time.Now()
+	s.apply(context.Background(), d)
+	first := len(rec.Events)
+	// The limiter refills one a second; the test may take that long.
+	if limit := announceEventBurst + int(time.Since(start).Seconds())*announceEventRate; first < announceEventBurst || first > limit {
+		t.Errorf("100 new announcements recorded %d Events; want the burst of %d", first, announceEventBurst)
+	}
+	for range first {
+		if e := <-rec.Events; !strings.HasPrefix(e, "Normal Announcing 198.51.100.") {
+			t.Errorf("event %q", e)
+		}
+	}
+	s.apply(context.Background(), d)
+	if n := len(rec.Events); n != 0 {
+		t.Errorf("a recompute without new announcements recorded %d Events", n)
+	}
+	if got := len(s.announced); got != 100 {
+		t.Errorf("%d announcements tracked, want 100", got)
 	}
 }

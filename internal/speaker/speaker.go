@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -181,6 +182,8 @@ type Speaker struct {
 	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
 	last      Desired
 
+	announceEvents *rate.Limiter // see announceEventBurst
+
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
 	recomputes     prometheus.Counter
@@ -202,12 +205,13 @@ func New(cfg Config) *Speaker {
 		cfg.JoinWait = 5 * time.Second
 	}
 	s := &Speaker{
-		cfg:          cfg,
-		log:          cfg.Log, // the caller's logger names the node
-		trigger:      make(chan struct{}, 1),
-		reportPoke:   make(chan struct{}, 1),
-		announced:    map[string]time.Time{},
-		peerProblems: map[string]string{},
+		cfg:            cfg,
+		log:            cfg.Log, // the caller's logger names the node
+		trigger:        make(chan struct{}, 1),
+		reportPoke:     make(chan struct{}, 1),
+		announced:      map[string]time.Time{},
+		announceEvents: rate.NewLimiter(announceEventRate, announceEventBurst),
+		peerProblems:   map[string]string{},
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_speaker_announced_addresses",
 			Help: "Addresses this node announces, by protocol.",
@@ -475,7 +479,7 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	next := map[string]time.Time{}
-	budget := &eventBudget{left: maxAnnounceEvents}
+	budget := &eventBudget{limiter: s.announceEvents}
 	for _, a := range d.L2 {
 		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces, budget)
 	}
@@ -484,21 +488,31 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	}
 	s.announced, s.last = next, d
 	if budget.skipped > 0 {
-		s.log.Info("more new announcements than Events per change: the rest are in this node's Speaker object and the log",
-			"withoutEvent", budget.skipped, "maxEvents", maxAnnounceEvents)
+		s.log.Info("more new announcements than the Event rate allows: the rest are in this node's Speaker object and the log",
+			"withoutEvent", budget.skipped, "eventBurst", announceEventBurst, "eventsPerSecond", announceEventRate)
 	}
 	s.pokeReport()
 }
 
-// maxAnnounceEvents bounds the Announcing Events of one change. A node
-// that takes over thousands of addresses at once (a failover, a first
-// start, a burst of Services) would otherwise queue an Event per Service
-// behind its API client's rate limit for many minutes, delaying its
-// Speaker reports; the Speaker object and the log still name every one.
-const maxAnnounceEvents = 20
+// Announcing Events are rate limited: a burst of announceEventBurst, then
+// announceEventRate a second. A node that takes over thousands of
+// addresses at once (a failover, a first start) or a stream of new
+// Services (10 000 created over minutes) would otherwise queue an Event
+// per Service behind its API client's rate limit (5 writes a second): in
+// the BGP scale scenario each speaker was still writing Events a minute
+// after the last Service was created, delaying its Speaker reports and
+// spending a third of its CPU. The Speaker object and the log name every
+// announcement either way.
+const (
+	announceEventBurst = 20
+	announceEventRate  = 1
+)
 
-// eventBudget counts down the Announcing Events of one change.
-type eventBudget struct{ left, skipped int }
+// eventBudget hands out the Announcing Events of one change.
+type eventBudget struct {
+	limiter *rate.Limiter
+	skipped int
+}
 
 // since keeps the start time of a continuing announcement and records an
 // Event for a new one: Events are written per change, never per recompute.
@@ -515,11 +529,10 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	if len(via) > 0 {
 		how = "via " + strings.Join(via, ", ")
 	}
-	if budget.left == 0 {
+	if !budget.limiter.Allow() {
 		budget.skipped++
 		return now
 	}
-	budget.left--
 	for _, key := range svcs {
 		if svc := s.service(key); svc != nil {
 			s.cfg.Recorder.Eventf(svc, corev1.EventTypeNormal, EventAnnouncing, "%s announced by node %s over %s (%s)", addr, s.cfg.NodeName, proto, how)
