@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/heraldlb/herald/internal/bgp"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
@@ -128,13 +129,15 @@ func readKey(path string) ([]byte, error) {
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless
 // $GOMEMLIMIT sets another. A speaker's live heap is small (18 MB at 3 000
-// Services, profiled in the BGP lab), but a burst of Service changes makes
-// garbage fast, and with the default GOGC alone the heap grew to twice the
-// live size between collections and the peak RSS at 10 000 Services reached
-// 210 MB, over SPEC §5's 150 MB. The limit makes the collector run earlier
-// when memory nears it; when the live heap itself outgrows it (far more
-// Services), Go caps the collector at half the CPU rather than failing.
-const defaultMemoryLimit = 100 << 20
+// Services, 38 MB at 10 000, profiled in the BGP lab), but a burst of
+// Service changes makes garbage fast: with the default GOGC alone the heap
+// grew to twice the live size between collections, and the peak RSS at
+// 10 000 Services reached 210 MB, over SPEC §5's 150 MB (with a 100 MiB
+// limit, 148-149 MB: the binary and the runtime's own memory come on top).
+// The limit makes the collector run earlier when memory nears it; when the
+// live heap itself outgrows it (far more Services), Go caps the collector
+// at half the CPU rather than failing.
+const defaultMemoryLimit = 80 << 20
 
 func run(args []string) int {
 	f := parse(args)
@@ -332,12 +335,19 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 	// that link no longer holds it (a node with a hundred Pods has a
 	// hundred veths; listing each one's addresses was most of an idle
 	// speaker's netlink work).
+	// One netlink handle for the life of the check: the package-level
+	// functions open and close a socket per request, which was most of
+	// what remained of the check's cost.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		nl = &netlink.Handle{} // the zero Handle opens a socket per request
+	}
 	index := 0
 	return func() (bool, error) {
 		var link netlink.Link
 		if index > 0 {
-			if l, err := netlink.LinkByIndex(index); err == nil {
-				if addrs, err := netlink.AddrList(l, family); err == nil {
+			if l, err := nl.LinkByIndex(index); err == nil {
+				if addrs, err := nl.AddrList(l, family); err == nil {
 					if _, ok := holds(addrs); ok {
 						link = l
 					}
@@ -345,7 +355,7 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 			}
 		}
 		if link == nil {
-			addrs, err := netlink.AddrList(nil, family)
+			addrs, err := nl.AddrList(nil, family)
 			if err != nil {
 				return false, fmt.Errorf("listing addresses: %w", err)
 			}
@@ -354,7 +364,7 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 				index = 0
 				return false, fmt.Errorf("no interface holds %s", bind)
 			}
-			if link, err = netlink.LinkByIndex(i); err != nil {
+			if link, err = nl.LinkByIndex(i); err != nil {
 				return false, fmt.Errorf("reading the link holding %s: %w", bind, err)
 			}
 			index = i
