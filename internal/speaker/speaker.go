@@ -479,17 +479,17 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	next := map[string]time.Time{}
-	budget := &eventBudget{limiter: s.announceEvents}
+	withoutEvent := 0
 	for _, a := range d.L2 {
-		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces, budget)
+		next["layer2/"+a.Addr.String()] = s.since("layer2/"+a.Addr.String(), now, a.Addr, a.Services, a.Interfaces, &withoutEvent)
 	}
 	for _, a := range d.BGP {
-		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers, budget)
+		next["bgp/"+a.Addr.String()] = s.since("bgp/"+a.Addr.String(), now, a.Addr, a.Services, a.Policy.Peers, &withoutEvent)
 	}
 	s.announced, s.last = next, d
-	if budget.skipped > 0 {
+	if withoutEvent > 0 {
 		s.log.Info("more new announcements than the Event rate allows: the rest are in this node's Speaker object and the log",
-			"withoutEvent", budget.skipped, "eventBurst", announceEventBurst, "eventsPerSecond", announceEventRate)
+			"withoutEvent", withoutEvent, "eventBurst", announceEventBurst, "eventsPerSecond", announceEventRate)
 	}
 	s.pokeReport()
 }
@@ -508,15 +508,10 @@ const (
 	announceEventRate  = 1
 )
 
-// eventBudget hands out the Announcing Events of one change.
-type eventBudget struct {
-	limiter *rate.Limiter
-	skipped int
-}
-
 // since keeps the start time of a continuing announcement and records an
-// Event for a new one: Events are written per change, never per recompute.
-func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []string, budget *eventBudget) time.Time {
+// Event for a new one: Events are written per change, never per recompute,
+// and within the Event rate; one the rate leaves out counts in withoutEvent.
+func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []string, withoutEvent *int) time.Time {
 	if t, ok := s.announced[key]; ok {
 		return t
 	}
@@ -529,8 +524,8 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	if len(via) > 0 {
 		how = "via " + strings.Join(via, ", ")
 	}
-	if !budget.limiter.Allow() {
-		budget.skipped++
+	if !s.announceEvents.Allow() {
+		(*withoutEvent)++
 		return now
 	}
 	for _, key := range svcs {

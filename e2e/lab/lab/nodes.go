@@ -74,14 +74,12 @@ func (l *Lab) StartSpeaker(node string) error {
 // SpeakerGet fetches path (for example "/debug/pprof/heap") from node's
 // speaker metrics address.
 func (l *Lab) SpeakerGet(ctx context.Context, node, path string) ([]byte, error) {
-	n := l.Node(node)
-	url := "http://" + net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)) + path
+	url := l.speakerURL(node, path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: netns.Dialer(n.Namespace), DisableKeepAlives: true}}
-	resp, err := hc.Do(req)
+	resp, err := l.HTTPClient(node, 0).Do(req) // ctx bounds it
 	if err != nil {
 		return nil, err
 	}
@@ -93,11 +91,14 @@ func (l *Lab) SpeakerGet(ctx context.Context, node, path string) ([]byte, error)
 	return body, err
 }
 
+// speakerURL is path on node's speaker metrics address.
+func (l *Lab) speakerURL(node, path string) string {
+	return "http://" + net.JoinHostPort(l.Node(node).Address.String(), strconv.Itoa(speakerMetricsPort)) + path
+}
+
 // WaitSpeakerReady waits until node's speaker answers /readyz.
 func (l *Lab) WaitSpeakerReady(ctx context.Context, node string) error {
-	n := l.Node(node)
-	url := "http://" + net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)) + "/readyz"
-	return l.waitHTTP(ctx, n.Namespace, url, "herald-speaker on "+node)
+	return l.waitHTTP(ctx, l.Node(node).Namespace, l.speakerURL(node, "/readyz"), "herald-speaker on "+node)
 }
 
 func (l *Lab) waitHTTP(ctx context.Context, ns, url, what string) error {
