@@ -42,6 +42,20 @@ const retryInterval = time.Second
 // route of its family exists.
 var ErrNoInterface = errors.New("no usable interface")
 
+// AddrError is Set's failure for one address. Set joins one per address it
+// cannot announce, so that a caller can tell the Services of that address
+// (and only those) why.
+type AddrError struct {
+	Addr netip.Addr
+	Err  error
+}
+
+func (e *AddrError) Error() string { return e.Err.Error() }
+func (e *AddrError) Unwrap() error { return e.Err }
+
+// FailedAddr is the address that could not be announced.
+func (e *AddrError) FailedAddr() netip.Addr { return e.Addr }
+
 // Target is one address this node must announce.
 type Target struct {
 	Addr       netip.Addr
@@ -189,7 +203,7 @@ func (a *Announcer) Set(_ context.Context, targets []Target) error {
 	for _, t := range targets {
 		addr := t.Addr.Unmap().WithZone("")
 		if !addr.IsValid() || addr.IsUnspecified() || addr.IsMulticast() {
-			errs = append(errs, fmt.Errorf("announcing %v: invalid address", t.Addr))
+			errs = append(errs, &AddrError{t.Addr, fmt.Errorf("announcing %v: invalid address", t.Addr)})
 			continue
 		}
 		if _, dup := want[addr]; dup {
@@ -247,7 +261,7 @@ func (a *Announcer) reconcileLocked() error {
 		t := a.targets[addr]
 		ifs := chooseInterfaces(a.state, addr, t.Interfaces)
 		if len(ifs) == 0 {
-			errs = append(errs, fmt.Errorf("announcing %s (%s): %w", addr, t.Service, ErrNoInterface))
+			errs = append(errs, &AddrError{addr, fmt.Errorf("announcing %s (%s): %w", addr, t.Service, ErrNoInterface)})
 			continue
 		}
 		chosen[addr] = ifs
@@ -303,7 +317,7 @@ func (a *Announcer) reconcileLocked() error {
 		for _, name := range ifs {
 			k := respKey{name, familyOf(addr)}
 			if err, bad := failed[k]; bad {
-				errs = append(errs, fmt.Errorf("announcing %s (%s) on %s: %w", addr, a.targets[addr].Service, name, err))
+				errs = append(errs, &AddrError{addr, fmt.Errorf("announcing %s (%s) on %s: %w", addr, a.targets[addr].Service, name, err)})
 				continue
 			}
 			ok = append(ok, name)

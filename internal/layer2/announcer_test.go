@@ -131,6 +131,17 @@ func TestAnnouncerReconcile(t *testing.T) {
 	if !errors.Is(err, ErrNoInterface) {
 		t.Errorf("Set with an address that has no interface: %v, want ErrNoInterface", err)
 	}
+	// The failure names its address, so only that Service is told.
+	var failed []netip.Addr
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ae *AddrError
+		if errors.As(e, &ae) {
+			failed = append(failed, ae.FailedAddr())
+		}
+	}
+	if want := []netip.Addr{netip.MustParseAddr("203.0.113.50")}; !slices.Equal(failed, want) {
+		t.Errorf("addresses Set failed for: %v, want %v", failed, want)
+	}
 
 	// eth1 recreated with a new index: a fresh responder.
 	a.applyState(stateWith(true, 3))

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -116,5 +117,71 @@ func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 	}
 	if got := len(s.announced); got != 100 {
 		t.Errorf("%d announcements tracked, want 100", got)
+	}
+}
+
+// failingL2 is a layer-2 announcer that refuses what err says.
+type failingL2 struct{ err error }
+
+func (f *failingL2) Set(context.Context, []L2Announcement) error { return f.err }
+
+// addrErr names the address it failed for, as layer2.AddrError does.
+type addrErr struct {
+	addr netip.Addr
+	msg  string
+}
+
+func (e addrErr) Error() string          { return e.msg }
+func (e addrErr) FailedAddr() netip.Addr { return e.addr }
+
+func TestAnnounceFailedGoesToTheFailingAddressOnce(t *testing.T) {
+	rec := record.NewFakeRecorder(100)
+	l2 := &failingL2{}
+	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, L2: l2})
+	services := s.kubeFactory.Core().V1().Services().Informer().GetIndexer()
+	var d Desired
+	for i := range 3 {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
+		if err := services.Add(svc); err != nil {
+			t.Fatal(err)
+		}
+		d.L2 = append(d.L2, L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
+	}
+	ctx := context.Background()
+	s.apply(ctx, d) // the Announcing Events
+	for len(rec.Events) > 0 {
+		<-rec.Events
+	}
+	warnings := func() []string {
+		var out []string
+		for len(rec.Events) > 0 {
+			e := <-rec.Events
+			if strings.HasPrefix(e, "Warning AnnounceFailed") {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	l2.err = errors.Join(addrErr{d.L2[1].Addr, "announcing 198.51.100.1 (ns/s1): no usable interface"})
+	s.apply(ctx, d)
+	if got := warnings(); len(got) != 1 || !strings.Contains(got[0], "198.51.100.1") {
+		t.Errorf("one address refused: Events %q, want one AnnounceFailed for 198.51.100.1", got)
+	}
+	s.apply(ctx, d)
+	if got := warnings(); len(got) != 0 {
+		t.Errorf("the same refusal at the next recompute: Events %q, want none", got)
+	}
+	l2.err = nil
+	s.apply(ctx, d)
+	l2.err = errors.Join(addrErr{d.L2[1].Addr, "announcing 198.51.100.1 (ns/s1): no usable interface"})
+	s.apply(ctx, d)
+	if got := warnings(); len(got) != 1 {
+		t.Errorf("the refusal again after it cleared: Events %q, want one", got)
+	}
+	l2.err = errors.New("layer2 announcer not running")
+	s.apply(ctx, d)
+	if got := warnings(); len(got) != 3 {
+		t.Errorf("a refusal that names no address: Events %q, want one per Service (3)", got)
 	}
 }

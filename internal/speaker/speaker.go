@@ -174,6 +174,11 @@ type Speaker struct {
 	peerCount  atomic.Int32 // known peers from the Node objects, set by nodesChanged
 
 	lastPeerErr string // apply's last SetPeers error (apply runs on one goroutine)
+	// failing maps "protocol address" (or "protocol *" for a failure
+	// that names no address) to the failure last reported by an
+	// AnnounceFailed Event, so that a failure is reported when it starts
+	// or changes, not on every recompute (apply's goroutine only).
+	failing map[string]string
 
 	problemsMu   sync.Mutex
 	peerProblems map[string]string // BGPPeer name -> the problem last reported
@@ -210,6 +215,7 @@ func New(cfg Config) *Speaker {
 		trigger:        make(chan struct{}, 1),
 		reportPoke:     make(chan struct{}, 1),
 		announced:      map[string]time.Time{},
+		failing:        map[string]string{},
 		announceEvents: rate.NewLimiter(announceEventRate, announceEventBurst),
 		peerProblems:   map[string]string{},
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -450,10 +456,11 @@ func (s *Speaker) reconcile(ctx context.Context) {
 
 func (s *Speaker) apply(ctx context.Context, d Desired) {
 	if s.cfg.L2 != nil {
-		if err := s.cfg.L2.Set(ctx, d.L2); err != nil {
-			s.log.Error("layer2 announcer refused the desired state", "err", err)
-			s.eventFailed(d.L2Services(), "layer2", err)
+		byAddr := map[netip.Addr][]string{}
+		for _, a := range d.L2 {
+			byAddr[a.Addr] = a.Services
 		}
+		s.reportFailures("layer2", byAddr, s.cfg.L2.Set(ctx, d.L2))
 	}
 	if s.cfg.BGP != nil {
 		if s.peers != nil {
@@ -467,10 +474,11 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 			}
 			s.lastPeerErr = msg
 		}
-		if err := s.cfg.BGP.Set(ctx, d.BGP); err != nil {
-			s.log.Error("bgp announcer refused the desired state", "err", err)
-			s.eventFailed(d.BGPServices(), "bgp", err)
+		byAddr := map[netip.Addr][]string{}
+		for _, a := range d.BGP {
+			byAddr[a.Addr] = a.Services
 		}
+		s.reportFailures("bgp", byAddr, s.cfg.BGP.Set(ctx, d.BGP))
 	}
 	s.announcedGauge.WithLabelValues("layer2").Set(float64(len(d.L2)))
 	s.announcedGauge.WithLabelValues("bgp").Set(float64(len(d.BGP)))
@@ -536,10 +544,53 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 	return now
 }
 
-func (s *Speaker) eventFailed(svcs []string, proto string, err error) {
-	for _, key := range svcs {
-		if svc := s.service(key); svc != nil {
-			s.cfg.Recorder.Eventf(svc, corev1.EventTypeWarning, EventAnnounceFailed, "node %s cannot announce over %s: %v", s.cfg.NodeName, proto, err)
+// reportFailures logs an announcer's failures and records AnnounceFailed
+// Events for those that are new or changed: a failure that names its
+// address (FailedAddr, as layer2.AddrError does) goes to that address's
+// Services only, any other to all of the protocol's Services (byAddr).
+func (s *Speaker) reportFailures(proto string, byAddr map[netip.Addr][]string, err error) {
+	now := map[string]string{}
+	services := map[string][]string{}
+	var walk func(error)
+	walk = func(e error) {
+		if a, ok := e.(interface{ FailedAddr() netip.Addr }); ok {
+			key := proto + " " + a.FailedAddr().String()
+			now[key] = strings.TrimPrefix(now[key]+"; "+e.Error(), "; ")
+			services[key] = byAddr[a.FailedAddr()]
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		key := proto + " *"
+		now[key] = strings.TrimPrefix(now[key]+"; "+e.Error(), "; ")
+		services[key] = nil
+		for _, svcs := range byAddr {
+			services[key] = append(services[key], svcs...)
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	for key := range s.failing {
+		if _, ok := now[key]; !ok && strings.HasPrefix(key, proto+" ") {
+			delete(s.failing, key)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(now)) {
+		msg := now[key]
+		if s.failing[key] == msg {
+			continue
+		}
+		s.failing[key] = msg
+		s.log.Error("announcer refused an announcement", "protocol", proto, "err", msg)
+		for _, svc := range slices.Compact(slices.Sorted(slices.Values(services[key]))) {
+			if obj := s.service(svc); obj != nil {
+				s.cfg.Recorder.Eventf(obj, corev1.EventTypeWarning, EventAnnounceFailed, "node %s cannot announce over %s: %s", s.cfg.NodeName, proto, msg)
+			}
 		}
 	}
 }
@@ -551,24 +602,6 @@ func (s *Speaker) service(key string) *corev1.Service {
 		return nil
 	}
 	return svc
-}
-
-// L2Services lists the Services of the layer-2 announcements.
-func (d Desired) L2Services() []string {
-	var out []string
-	for _, a := range d.L2 {
-		out = append(out, a.Services...)
-	}
-	return out
-}
-
-// BGPServices lists the Services of the BGP announcements.
-func (d Desired) BGPServices() []string {
-	var out []string
-	for _, a := range d.BGP {
-		out = append(out, a.Services...)
-	}
-	return out
 }
 
 func (s *Speaker) nodeInfos() []election.NodeInfo {
