@@ -78,20 +78,22 @@ const rejoinFanIn = 8
 // With 50 members in one process the shipped values gave median 0.58 s,
 // max 1.08 s (the suspicion timeout grows with log10 n). BenchmarkSimulation
 // (SPEC §5: 250 members in one process on loopback, encrypted, started
-// 300 ms apart; shipped timing except a probe timeout of 80 ms, see
-// simProbeTimeout), on this 2-vCPU machine, two runs of 10 kills each:
+// 300 ms apart; shipped timing except a probe timeout of 80 ms and a
+// suspicion multiplier of 1, see simProbeTimeout and simSuspicionMult), on
+// this 2-vCPU machine, two runs of 10 kills each:
 //
-//	every survivor agreed on the members again 0.67–0.94 s after a kill
-//	    (medians 0.71 and 0.72 s); all 250 had joined 75 s after the first
+//	every survivor agreed on the members again 0.45–0.81 s after a kill
+//	    (medians 0.52 and 0.55 s); all 250 had joined 75 s after the first
 //	    start
-//	steady traffic sent per member: mean 2.3 kB/s, max 3.4 kB/s
-//	CPU: 1.7–1.9 ms per member per second (a quarter of the 2 CPUs)
+//	steady traffic sent per member: mean 2.3 kB/s, max 3.7 kB/s
+//	CPU: 1.6–1.7 ms per member per second (a fifth of the 2 CPUs)
 //
-// With the shipped 50 ms probe timeout, 150 members or more never settled
-// on those two shared CPUs: every garbage collection of the process made
-// many acks late at once, and the indirect and TCP probes that followed
-// kept them late (execution traces: HERALD_SIM_TRACE). A real
-// node's speaker collects alone, on its own CPUs.
+// With the shipped multiplier of 2 the worst of 10 kills was 0.93–1.03 s
+// (four runs). With the shipped 50 ms probe timeout, 150 members or more
+// never settled on those two shared CPUs: every garbage collection of the
+// process made many acks late at once, and the indirect and TCP probes
+// that followed kept them late (execution traces: HERALD_SIM_TRACE). A
+// real node's speaker collects alone, on its own CPUs.
 //
 // Until the transport of this package replaced memberlist's (see
 // transport), not even 100 members converged: every datagram cost 64 KiB.
