@@ -42,10 +42,11 @@ import (
 //	                 ok                          (command done)
 //
 // A member's view is the set of members it counts as healthy candidates
-// (sent as its size and a fingerprint, see viewPrint); the address owners follow from it (Owner is a pure
-// function), so "every address has exactly one owner" is checked twice:
-// every survivor reports the same view, and the owners each member claims
-// from its own view cover every address exactly once.
+// (sent as its size and a fingerprint, see viewPrint); the address owners
+// follow from it (Owner is a pure function), so "every address has exactly
+// one owner" is checked twice: every survivor reports the same view, and
+// the owners each member claims from its own view cover every address
+// exactly once.
 const simChildEnv = "HERALD_SIM_CHILD"
 
 // simAddresses is how many addresses the owner check spreads.
@@ -66,8 +67,8 @@ func simAddr(i int) netip.Addr {
 
 func simName(i int) string { return fmt.Sprintf("n%03d", i) }
 
-// simProbeTimeout is the one timing value the simulation tunes (SPEC §5
-// allows it): 250 members on two shared CPUs answer a ping late whenever
+// simProbeTimeout is one of the two timing values the simulation tunes
+// (SPEC §5 allows it): 250 members on two shared CPUs answer a ping late whenever
 // their process collects garbage or a burst of joins queues work, and with
 // the shipped 50 ms every late ack started indirect and TCP probes, which
 // added the load that made the next acks late: a storm of false suspicions
