@@ -80,11 +80,11 @@ const rejoinFanIn = 8
 // (SPEC §5: 250 members in one process on loopback, encrypted, started
 // 300 ms apart; shipped timing except a probe timeout of 80 ms and a
 // suspicion multiplier of 1, see simProbeTimeout and simSuspicionMult), on
-// this 2-vCPU machine, two runs of 10 kills each:
+// this 2-vCPU machine, three runs of 10 kills each:
 //
-//	every survivor agreed on the members again 0.45–0.81 s after a kill
-//	    (medians 0.52 and 0.55 s); all 250 had joined 75 s after the first
-//	    start
+//	every survivor agreed on the members again 0.44–0.81 s after a kill
+//	    (medians 0.50, 0.52 and 0.55 s); all 250 had joined 75 s after the
+//	    first start
 //	steady traffic sent per member: mean 2.3 kB/s, max 3.7 kB/s
 //	CPU: 1.6–1.7 ms per member per second (a fifth of the 2 CPUs)
 //
