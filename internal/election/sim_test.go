@@ -251,8 +251,8 @@ func simChild() int {
 	// HERALD_SIM_JOINPROFILE=FILE: the process holding n000 profiles its
 	// members' start (what joining costs).
 	if f := os.Getenv("HERALD_SIM_JOINPROFILE"); f != "" && lo == 0 {
-		if fh, err := os.Create(f); err == nil && pprof.StartCPUProfile(fh) == nil {
-			defer pprof.StopCPUProfile()
+		if fh, err := os.Create(f); err == nil {
+			_ = pprof.StartCPUProfile(fh)
 		}
 	}
 	for i := lo; i < hi; i++ {
@@ -260,9 +260,6 @@ func simChild() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		// A join is a full state sync with a peer: a start staggered
-		// over a few seconds, as a DaemonSet rollout is, spares 250
-		// members joining at the same instant.
 		time.Sleep(stagger)
 	}
 	pprof.StopCPUProfile()

@@ -456,11 +456,15 @@ func (s *Speaker) reconcile(ctx context.Context) {
 
 func (s *Speaker) apply(ctx context.Context, d Desired) {
 	if s.cfg.L2 != nil {
-		byAddr := map[netip.Addr][]string{}
-		for _, a := range d.L2 {
-			byAddr[a.Addr] = a.Services
+		err := s.cfg.L2.Set(ctx, d.L2)
+		var byAddr map[netip.Addr][]string
+		if err != nil { // a lookup for the Events only
+			byAddr = make(map[netip.Addr][]string, len(d.L2))
+			for _, a := range d.L2 {
+				byAddr[a.Addr] = a.Services
+			}
 		}
-		s.reportFailures("layer2", byAddr, s.cfg.L2.Set(ctx, d.L2))
+		s.reportFailures("layer2", byAddr, err)
 	}
 	if s.cfg.BGP != nil {
 		if s.peers != nil {
@@ -474,11 +478,15 @@ func (s *Speaker) apply(ctx context.Context, d Desired) {
 			}
 			s.lastPeerErr = msg
 		}
-		byAddr := map[netip.Addr][]string{}
-		for _, a := range d.BGP {
-			byAddr[a.Addr] = a.Services
+		err := s.cfg.BGP.Set(ctx, d.BGP)
+		var byAddr map[netip.Addr][]string
+		if err != nil {
+			byAddr = make(map[netip.Addr][]string, len(d.BGP))
+			for _, a := range d.BGP {
+				byAddr[a.Addr] = a.Services
+			}
 		}
-		s.reportFailures("bgp", byAddr, s.cfg.BGP.Set(ctx, d.BGP))
+		s.reportFailures("bgp", byAddr, err)
 	}
 	s.announcedGauge.WithLabelValues("layer2").Set(float64(len(d.L2)))
 	s.announcedGauge.WithLabelValues("bgp").Set(float64(len(d.BGP)))
@@ -551,12 +559,19 @@ func (s *Speaker) since(key string, now time.Time, addr netip.Addr, svcs, via []
 func (s *Speaker) reportFailures(proto string, byAddr map[netip.Addr][]string, err error) {
 	now := map[string]string{}
 	services := map[string][]string{}
+	add := func(key string, e error, svcs func() []string) {
+		if now[key] != "" {
+			now[key] += "; "
+		}
+		now[key] += e.Error()
+		if _, ok := services[key]; !ok {
+			services[key] = svcs()
+		}
+	}
 	var walk func(error)
 	walk = func(e error) {
 		if a, ok := e.(interface{ FailedAddr() netip.Addr }); ok {
-			key := proto + " " + a.FailedAddr().String()
-			now[key] = strings.TrimPrefix(now[key]+"; "+e.Error(), "; ")
-			services[key] = byAddr[a.FailedAddr()]
+			add(proto+" "+a.FailedAddr().String(), e, func() []string { return byAddr[a.FailedAddr()] })
 			return
 		}
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
@@ -565,12 +580,7 @@ func (s *Speaker) reportFailures(proto string, byAddr map[netip.Addr][]string, e
 			}
 			return
 		}
-		key := proto + " *"
-		now[key] = strings.TrimPrefix(now[key]+"; "+e.Error(), "; ")
-		services[key] = nil
-		for _, svcs := range byAddr {
-			services[key] = append(services[key], svcs...)
-		}
+		add(proto+" *", e, func() []string { return slices.Concat(slices.Collect(maps.Values(byAddr))...) })
 	}
 	if err != nil {
 		walk(err)
