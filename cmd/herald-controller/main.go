@@ -60,6 +60,7 @@ func run(args []string) int {
 		return nil
 	})
 	log := common.Logger(os.Stderr, "herald-controller")
+	cmdutil.LogStart(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

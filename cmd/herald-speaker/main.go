@@ -142,6 +142,7 @@ const defaultMemoryLimit = 80 << 20
 func run(args []string) int {
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
+	cmdutil.LogStart(log)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}

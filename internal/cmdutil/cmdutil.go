@@ -29,12 +29,17 @@ import (
 type Common struct {
 	Kubeconfig string
 	LogLevel   string
+	Version    bool
+	// Context is a kubeconfig context (heraldctl's --context); empty: the
+	// kubeconfig's current one.
+	Context string
 }
 
 // Register adds the common flags to fs.
 func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and git revision, then exit")
 }
 
 // Parse parses args and validates the common flags. Bad input exits 2 with
@@ -42,6 +47,10 @@ func (c *Common) Register(fs *flag.FlagSet) {
 func Parse(fs *flag.FlagSet, c *Common, args []string, validate func() error) {
 	if err := fs.Parse(args); err != nil {
 		os.Exit(2) // the flag package has printed why (or the help, which exits 0 itself)
+	}
+	if c.Version {
+		_, _ = fmt.Fprintf(os.Stdout, "%s %s\n", fs.Name(), version.Get())
+		os.Exit(0)
 	}
 	if fs.NArg() > 0 {
 		Fail(fs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
@@ -85,34 +94,60 @@ func (c *Common) Logger(w io.Writer, component string) *slog.Logger {
 	return log
 }
 
+// LogStart logs the build a long-running binary starts with, so every log
+// says which version wrote it.
+func LogStart(log *slog.Logger) {
+	v := version.Get()
+	log.Info("starting", "version", v.Version, "revision", v.Revision, "goversion", v.GoVersion)
+}
+
 // RESTConfig finds the cluster: --kubeconfig, else the in-cluster config,
 // else $KUBECONFIG.
 func (c *Common) RESTConfig(userAgent string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.Context}
 	switch {
 	case c.Kubeconfig != "":
-		cfg, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig}
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	case c.Context != "":
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	default:
 		cfg, err = rest.InClusterConfig()
 		if errors.Is(err, rest.ErrNotInCluster) {
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+			cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading the cluster configuration: %w", err)
 	}
-	cfg.UserAgent = userAgent + "/" + version.Version
+	cfg.UserAgent = userAgent + "/" + version.Get().Version
 	k8s.PatientDial(cfg)
 	return cfg, nil
 }
 
-// NewRegistry returns a registry with the Go and process collectors.
+// NewRegistry returns a registry with the Go and process collectors and
+// herald_build_info, so every metrics endpoint says which build serves it.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfo())
 	return reg
+}
+
+// BuildInfo is herald_build_info: always 1, labelled with the version, git
+// revision and Go version of the running binary.
+func BuildInfo() prometheus.Collector {
+	v := version.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "herald_build_info",
+		Help:        "Always 1; the labels say which herald build is running.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision, "goversion": v.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // Profiling is the --profiling flag of the long-running binaries. Off by

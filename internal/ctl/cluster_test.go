@@ -3,12 +3,14 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -26,6 +28,7 @@ import (
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/testcluster"
+	"github.com/heraldlb/herald/internal/version"
 )
 
 // TestStatusAndPools writes what herald-controller and the speakers would
@@ -120,7 +123,7 @@ func TestStatusAndPools(t *testing.T) {
 
 	for _, s := range []heraldv1.Speaker{
 		{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: heraldv1.SpeakerStatus{
-			Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 2, BGPCount: 1,
+			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 2, BGPCount: 1,
 			Announcements: []heraldv1.Announcement{
 				{Address: "198.51.100.1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
 				{Address: "2001:db8::1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
@@ -130,7 +133,7 @@ func TestStatusAndPools(t *testing.T) {
 			Updated:     at(time.Minute),
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}, Status: heraldv1.SpeakerStatus{
-			Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, BGPCount: 1,
+			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, BGPCount: 1,
 			Announcements: []heraldv1.Announcement{
 				{Address: "203.0.113.5", Protocol: "bgp", Pool: "routed", Services: []string{"shop/api"}, Via: []string{"tor"}, Since: at(2 * time.Hour)},
 			},
@@ -176,6 +179,51 @@ func TestStatusAndPools(t *testing.T) {
 			golden(t, filepath.Join("testdata/cluster", tc.golden), out.String()+errb.String())
 		})
 	}
+
+	t.Run("status -n", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		env := Env{Out: &out, Err: &errb, Now: func() time.Time { return now }, Config: c.Config}
+		if code := Main(ctx, env, []string{"status", "-n", "default"}); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		if strings.Contains(out.String(), "shop/") {
+			t.Errorf("status -n default lists Services of namespace shop:\n%s", out.String())
+		}
+	})
+
+	// The controller Pod cannot run here (no kubelet), so its version is
+	// reported as unknown with the reason; the speakers' come from their
+	// Speaker objects. The Pod proxy path is exercised in the kubelet lab.
+	t.Run("version", func(t *testing.T) {
+		must(kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "herald-system"}}, metav1.CreateOptions{}))
+		must(kube.CoreV1().Pods("herald-system").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "herald-controller-1", Labels: map[string]string{
+				"app.kubernetes.io/name": "herald", "app.kubernetes.io/component": "controller"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "controller", Image: "ghcr.io/heraldlb/herald-controller:v0.1.0"}}},
+		}, metav1.CreateOptions{}))
+		var out, errb bytes.Buffer
+		env := Env{Out: &out, Err: &errb, Now: func() time.Time { return now }, Config: c.Config}
+		if code := Main(ctx, env, []string{"version", "-o", "json"}); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var got []componentVersion
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("%v in %s", err, out.String())
+		}
+		for i := range got {
+			got[i].Revision = "" // the test binary's revision varies
+		}
+		want := []componentVersion{
+			{Component: "heraldctl", Name: "-", Version: version.Get().Version},
+			{Component: "controller", Name: "herald-controller-1", Version: "-", Problem: "Pod is Pending"},
+			{Component: "speaker", Name: "node-a", Version: "v0.1.0"},
+			{Component: "speaker", Name: "node-b", Version: "v0.1.0"},
+			{Component: "speaker", Name: "node-c", Version: "-", Problem: "its Speaker status has no version (a speaker older than v0.1.0, or not reporting)"},
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("heraldctl version (-want +got):\n%s", d)
+		}
+	})
 }
 
 // installMetalLB serves MetalLB's kinds (with schemas that accept anything:

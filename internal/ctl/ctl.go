@@ -18,6 +18,7 @@ import (
 
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
+	"github.com/heraldlb/herald/internal/version"
 )
 
 // Env is what a heraldctl run talks to: its streams, the clock (status
@@ -31,6 +32,9 @@ type Env struct {
 	Config *rest.Config
 }
 
+// defaultHeraldNamespace is where install.yaml puts herald.
+const defaultHeraldNamespace = "herald-system"
+
 // requestTimeout bounds each API request, so that an unreachable cluster
 // is reported instead of waited for.
 const requestTimeout = 30 * time.Second
@@ -42,11 +46,15 @@ const (
 	exitUsage = 2
 )
 
-const usage = `Usage: %[1]s [--kubeconfig PATH] [--log-level LEVEL] COMMAND [flags]
+const usage = `Usage: %[1]s [--kubeconfig PATH] [--context NAME] [--log-level LEVEL] COMMAND [flags]
 
 Commands:
   status          every Service address herald manages: pool, protocol,
-                  announcing node(s), since when, and problems
+                  announcing node(s), since when, and problems (-n NAMESPACE:
+                  the Services of one namespace)
+  version         heraldctl's version, and the versions the cluster's
+                  herald-controller Pods and speakers report (--client: only
+                  heraldctl's)
   pools           per IPPool and address family: total, allocated, free, ready
   import-metallb  convert MetalLB custom resources to herald's, and the MetalLB
                   annotations of Services to herald's (-f FILE, -f - for
@@ -76,6 +84,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	top := flag.NewFlagSet(env.Name, flag.ContinueOnError)
 	top.SetOutput(env.Err)
 	common.Register(top)
+	top.StringVar(&common.Context, "context", "", "the kubeconfig context to use (default: its current context)")
 	top.Usage = func() {
 		_, _ = fmt.Fprintf(env.Err, usage, env.Name)
 		_, _ = fmt.Fprintln(env.Err, "\nGlobal flags:")
@@ -87,6 +96,10 @@ func Main(ctx context.Context, env Env, args []string) int {
 		}
 		return exitUsage
 	}
+	if common.Version {
+		_, _ = fmt.Fprintf(env.Out, "%s %s\n", env.Name, version.Get())
+		return exitOK
+	}
 	if top.NArg() == 0 {
 		top.Usage()
 		return exitUsage
@@ -97,12 +110,20 @@ func Main(ctx context.Context, env Env, args []string) int {
 	// The global flags are accepted after the command too.
 	fs.StringVar(&common.Kubeconfig, "kubeconfig", common.Kubeconfig, "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
 	fs.StringVar(&common.LogLevel, "log-level", common.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&common.Context, "context", common.Context, "the kubeconfig context to use (default: its current context)")
 	defaultOut := "table"
-	var file string
+	var file, namespace string
+	heraldNamespace := defaultHeraldNamespace
+	clientOnly := false
 	class := defaultClass
 	switch cmd {
 	case "status":
 		fs.StringVar(&class, "load-balancer-class", defaultClass, "herald-controller's --load-balancer-class: Services of this class (or none) are herald's")
+		fs.StringVar(&namespace, "namespace", "", "only the Services of this namespace (default: every namespace)")
+		fs.StringVar(&namespace, "n", "", "short for --namespace")
+	case "version":
+		fs.BoolVar(&clientOnly, "client", false, "print heraldctl's version only; do not contact the cluster")
+		fs.StringVar(&heraldNamespace, "herald-namespace", defaultHeraldNamespace, "the namespace herald is installed in")
 	case "pools":
 	case "import-metallb":
 		defaultOut = "yaml"
@@ -140,6 +161,9 @@ func Main(ctx context.Context, env Env, args []string) int {
 	if cmd == "import-metallb" && file != "" {
 		return run(env, func() error { return importFile(env, file, *output) })
 	}
+	if cmd == "version" && clientOnly {
+		return run(env, func() error { return printVersions(env, *output, []componentVersion{clientVersion()}) })
+	}
 	cfg := env.Config
 	if cfg == nil {
 		var err error
@@ -159,7 +183,16 @@ func Main(ctx context.Context, env Env, args []string) int {
 	}
 	switch cmd {
 	case "status":
-		return run(env, func() error { return status(ctx, env, c, class, *output) })
+		return run(env, func() error { return status(ctx, env, c, class, namespace, *output) })
+	case "version":
+		return run(env, func() error {
+			vs, err := clusterVersions(ctx, c, heraldNamespace)
+			if err != nil {
+				_ = printVersions(env, *output, []componentVersion{clientVersion()})
+				return err
+			}
+			return printVersions(env, *output, append([]componentVersion{clientVersion()}, vs...))
+		})
 	case "pools":
 		return run(env, func() error { return pools(ctx, env, c, *output) })
 	default:

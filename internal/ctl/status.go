@@ -87,8 +87,8 @@ type NodeStatus struct {
 	Updated     *metav1.Time          `json:"updated,omitempty"`
 }
 
-func status(ctx context.Context, env Env, c *clients, class, format string) error {
-	svcs, err := c.kube.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+func status(ctx context.Context, env Env, c *clients, class, namespace, format string) error {
+	svcs, err := c.kube.CoreV1().Services(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("listing Services: %w", err)
 	}
@@ -105,10 +105,22 @@ func status(ctx context.Context, env Env, c *clients, class, format string) erro
 		return fmt.Errorf("listing Events: %w", err)
 	}
 	rep := buildStatus(k8s.Class{Name: class}, svcs.Items, pools.Items, speakers.Items, events.Items)
+	if namespace != "" {
+		rep.Addresses = inNamespace(rep.Addresses, namespace)
+	}
 	if format != "table" {
 		return printStructured(env.Out, format, rep)
 	}
 	return renderStatusTable(env.Out, rep, env.Now())
+}
+
+// inNamespace keeps the addresses held by a Service of namespace: the
+// speakers' reports name Services of every namespace, and addresses no
+// Service holds belong to none.
+func inNamespace(addrs []AddressStatus, namespace string) []AddressStatus {
+	return slices.DeleteFunc(addrs, func(a AddressStatus) bool {
+		return !slices.ContainsFunc(a.Services, func(s string) bool { return strings.HasPrefix(s, namespace+"/") })
+	})
 }
 
 // aliveNodes returns the nodes some other speaker sees alive. A lone

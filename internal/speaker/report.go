@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/version"
 )
 
 // reportInterval bounds how often a node rewrites its Speaker object: a
@@ -36,7 +37,7 @@ func (s *Speaker) pokeReport() {
 // report builds this node's Speaker status from the last decision.
 func (s *Speaker) report() heraldv1.SpeakerStatus {
 	members := s.cfg.Membership.Members()
-	st := heraldv1.SpeakerStatus{Members: int32(len(members))}
+	st := heraldv1.SpeakerStatus{Members: int32(len(members)), Version: version.Get().Version}
 	for _, m := range members {
 		st.LiveMembers = append(st.LiveMembers, m.Name)
 		if m.Name == s.cfg.NodeName {

@@ -20,6 +20,7 @@ import (
 // +kubebuilder:printcolumn:name="Layer2",type=integer,JSONPath=".status.layer2Count"
 // +kubebuilder:printcolumn:name="BGP",type=integer,JSONPath=".status.bgpCount"
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=".status.members"
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=".status.version"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 type Speaker struct {
 	metav1.TypeMeta `json:",inline"`
@@ -33,6 +34,13 @@ type Speaker struct {
 
 // SpeakerStatus is one node's announcements.
 type SpeakerStatus struct {
+	// version is the herald-speaker release running on the node
+	// (`herald-speaker --version`), so an upgrade's progress shows in
+	// `kubectl get speakers` and `heraldctl version`.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Version string `json:"version,omitempty"`
+
 	// healthy is the node's own health check: announcing interface up
 	// and kube-proxy healthy. An unhealthy node announces nothing.
 	// +optional

@@ -1,0 +1,54 @@
+package ctl
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/heraldlb/herald/internal/cmdutil"
+	"github.com/heraldlb/herald/internal/version"
+)
+
+// TestBuildInfoRoundTrip reads back what every herald metrics endpoint
+// serves: heraldctl version parses the same metric the binaries export.
+func TestBuildInfoRoundTrip(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cmdutil.BuildInfo())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	enc := expfmt.NewEncoder(&page, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ver, rev, err := buildInfo(&page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := version.Get()
+	if ver != want.Version || rev != want.Revision {
+		t.Errorf("buildInfo = %q, %q; want %q, %q", ver, rev, want.Version, want.Revision)
+	}
+	if _, _, err := buildInfo(strings.NewReader("other_metric 1\n")); err == nil {
+		t.Error("a page without herald_build_info parsed")
+	}
+}
+
+func TestVersionFlags(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version", "--client"}} {
+		var out, errb bytes.Buffer
+		if code := Main(t.Context(), Env{Out: &out, Err: &errb}, args); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		if !strings.Contains(out.String(), version.Get().Version) {
+			t.Errorf("%v printed %q, want the version %q", args, out.String(), version.Get().Version)
+		}
+	}
+}
