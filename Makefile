@@ -5,7 +5,18 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/heraldlb/herald/internal/version.Version=$(VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit's time, not the clock's: images built twice from one commit
+# have the same digests.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+LDFLAGS := -s -w -X github.com/heraldlb/herald/internal/version.Version=$(VERSION) -X github.com/heraldlb/herald/internal/version.Revision=$(REVISION)
+# Release builds: static, no local paths, no VCS stamp beyond the ldflags
+# (a dirty tree must not change the bytes of a binary built from a commit).
+GOBUILD := CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)'
+IMAGE_PLATFORMS := linux/amd64 linux/arm64
+CTL_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+DIST ?= dist
 GOLANGCI_LINT := go tool -modfile=hack/tools/go.mod golangci-lint
 # Tests that need root (network namespaces, raw sockets) carry the
 # `privileged` build tag; they are compiled in only when we are root, and
@@ -75,8 +86,29 @@ bench: k8sbin ## Run the benchmarks (BENCHTIME, default 1s).
 ##@ Build
 
 .PHONY: build
-build: ## Build the binaries into bin/.
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+build: ## Build the binaries into bin/ (VERSION=v0.1.0 stamps that version).
+	$(GOBUILD) -o bin/ ./cmd/...
+
+.PHONY: images
+images: ## Build the controller and speaker images (linux/amd64, linux/arm64) as OCI archives into $(DIST)/, and check them.
+	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "images: VERSION=$(VERSION) is not a release version; using v0.0.0-dev"; $(MAKE) --no-print-directory images VERSION=v0.0.0-dev; exit 0;; esac; \
+	rm -rf $(DIST)/bin $(DIST)/oci; mkdir -p $(DIST)/oci; \
+	for p in $(IMAGE_PLATFORMS); do \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GOBUILD) -o $(DIST)/bin/$${p%/*}-$${p#*/}/ ./cmd/herald-controller ./cmd/herald-speaker; \
+	done; \
+	go run ./hack/release images -version $(VERSION) -revision $(REVISION) -bin $(DIST)/bin -dist $(DIST); \
+	go run ./hack/release check -version $(VERSION) $(DIST)/herald-controller-$(VERSION).oci.tar $(DIST)/herald-speaker-$(VERSION).oci.tar
+
+.PHONY: release
+release: ## Everything a release ships into $(DIST)/ (VERSION=vX.Y.Z required): images, pinned install.yaml, heraldctl, notes, SHA256SUMS.
+	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "release: set VERSION=vX.Y.Z (got $(VERSION))"; exit 2;; esac
+	rm -rf $(DIST)
+	$(MAKE) --no-print-directory images VERSION=$(VERSION)
+	for p in $(CTL_PLATFORMS); do \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GOBUILD) -o $(DIST)/heraldctl-$(VERSION)-$${p%/*}-$${p#*/} ./cmd/heraldctl; \
+	done
+	go run ./hack/release finish -version $(VERSION) -dist $(DIST)
+	cd $(DIST) && sha256sum -c --quiet SHA256SUMS && ls -l
 
 ##@ Lab (network namespaces; needs root)
 
