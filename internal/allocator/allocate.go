@@ -40,6 +40,15 @@ func (a *Allocator) Allocate(svc *Service) (Assignment, error) {
 	return next, nil
 }
 
+// MaxCount is the most addresses of one family a Service may ask for.
+// Each address of a layer-2 Service wants a node of its own, so more than
+// a handful rarely helps; the cap bounds what one Service's annotation can
+// take from a pool and what the speakers place for it.
+const MaxCount = 16
+
+// perFamily is how many addresses of each family svc asks for.
+func (svc *Service) perFamily() int { return max(svc.Count, 1) }
+
 // wantedFamilies returns the families to allocate, primary first, and
 // validates the requested addresses against them.
 func wantedFamilies(svc *Service) ([]Family, error) {
@@ -47,34 +56,44 @@ func wantedFamilies(svc *Service) ([]Family, error) {
 	if len(fams) == 2 && fams[0] == fams[1] || len(fams) > 2 {
 		return nil, fmt.Errorf("%w: ipFamilies %v", ErrInvalidRequest, fams)
 	}
+	if svc.Count < 0 || svc.Count > MaxCount {
+		return nil, fmt.Errorf("%w: %d addresses per family asked for; the most is %d", ErrInvalidRequest, svc.Count, MaxCount)
+	}
 	if svc.Policy == SingleStack && len(fams) > 1 {
 		fams = fams[:1]
 	}
 	if svc.Policy == RequireDualStack && len(fams) != 2 {
 		return nil, fmt.Errorf("%w: RequireDualStack needs two ipFamilies, the Service has %v", ErrInvalidRequest, fams)
 	}
-	seen := map[Family]bool{}
-	for _, r := range svc.Requested {
+	n := svc.perFamily()
+	var seen [2]int
+	for i, r := range svc.Requested {
 		f := FamilyOf(r)
-		if seen[f] {
-			return nil, fmt.Errorf("%w: more than one %s address requested", ErrInvalidRequest, f)
+		if slices.Contains(svc.Requested[:i], r) {
+			return nil, fmt.Errorf("%w: %s requested twice", ErrInvalidRequest, r)
 		}
-		seen[f] = true
+		if seen[f]++; seen[f] > n {
+			if n == 1 {
+				return nil, fmt.Errorf("%w: more than one %s address requested", ErrInvalidRequest, f)
+			}
+			return nil, fmt.Errorf("%w: more than %d %s addresses requested, the number the Service asks for", ErrInvalidRequest, n, f)
+		}
 		if len(fams) > 0 && !slices.Contains(fams, f) {
 			return nil, fmt.Errorf("%w: %s requested, but the Service's ipFamilies are %v", ErrWrongFamily, r, fams)
 		}
 	}
-	if len(fams) == 0 && len(svc.Requested) > 1 {
-		return nil, fmt.Errorf("%w: two addresses requested for a single-stack Service", ErrInvalidRequest)
+	if len(fams) == 0 && seen[IPv4] > 0 && seen[IPv6] > 0 {
+		return nil, fmt.Errorf("%w: addresses of two families requested for a single-stack Service", ErrInvalidRequest)
 	}
 	return fams, nil
 }
 
 // keeps decides whether the current assignment still satisfies the spec.
-// It returns the assignment to keep (possibly trimmed or extended by a
-// family, from the same pool), nil when the spec asks for new addresses, or
-// an error when the current addresses fit the spec but can no longer be
-// shared: the Service keeps them and the user is told.
+// It returns the assignment to keep (possibly trimmed, or extended by a
+// family or by more addresses of a family, from the same pool), nil when
+// the spec asks for new addresses, or an error when the current addresses
+// fit the spec but can no longer be shared, or the addresses the spec adds
+// cannot be had: the Service keeps what it holds and the user is told.
 func (a *Allocator) keeps(svc *Service, cur *Assignment, fams []Family) (*Assignment, error) {
 	for _, r := range svc.Requested {
 		if !slices.Contains(cur.Addrs, r) {
@@ -87,76 +106,134 @@ func (a *Allocator) keeps(svc *Service, cur *Assignment, fams []Family) (*Assign
 	if svc.Pool != "" && cur.Pool != "" && svc.Pool != cur.Pool {
 		return nil, nil
 	}
-	byFam := map[Family]netip.Addr{}
-	for _, ad := range cur.Addrs {
-		byFam[FamilyOf(ad)] = ad
-	}
-	keep := &Assignment{Pool: cur.Pool}
 	if len(fams) == 0 {
-		// No families given: keep what is held (one address).
-		keep.Addrs = slices.Clone(cur.Addrs[:1])
-	}
-	var missing []Family
-	for _, f := range fams {
-		if ad, ok := byFam[f]; ok {
-			keep.Addrs = append(keep.Addrs, ad)
-		} else {
-			missing = append(missing, f)
+		// No families given: stay with the family held (or requested).
+		f := FamilyOf(cur.Addrs[0])
+		if len(svc.Requested) > 0 {
+			f = FamilyOf(svc.Requested[0])
 		}
+		fams = []Family{f}
 	}
-	if len(keep.Addrs) == 0 {
-		// The primary family changed: the spec asks for a new address.
+	n := svc.perFamily()
+	held := make([][]netip.Addr, len(fams))
+	total := 0
+	for i, f := range fams {
+		held[i] = keepOf(cur.Addrs, f, requestedOf(svc, f), n)
+		total += len(held[i])
+	}
+	if total == 0 {
+		// The family changed: the spec asks for new addresses.
 		return nil, nil
 	}
+	keep := &Assignment{Pool: cur.Pool}
 	if keep.Pool == "" {
 		// Restored outside every pool; adopt it if a pool covers it now.
-		if p := a.readyPoolFor(keep.Addrs[0]); p != nil {
+		if p := a.readyPoolFor(slices.Concat(held...)[0]); p != nil {
 			keep.Pool = p.cfg.Name
 		}
 	}
-	for _, ad := range keep.Addrs {
+	for _, ad := range slices.Concat(held...) {
 		if err := compatible(svc, ad, a.used[ad]); err != nil {
 			return nil, err
 		}
 	}
-	if len(missing) > 0 {
-		// A single-stack Service became dual-stack: add the other family
-		// from the same pool, keeping the address it has.
-		p := a.pools[keep.Pool]
-		var added []netip.Addr
-		for _, f := range missing {
-			want := requestedOf(svc, f)
-			if p == nil || !p.state.Ready {
-				if svc.Policy == RequireDualStack || want.IsValid() {
-					return nil, fmt.Errorf("%w: cannot add a %s address to %v: IPPool %q is not usable", ErrPoolExhausted, f, keep.Addrs, keep.Pool)
-				}
-				continue
+	// A single-stack Service became dual-stack, or asks for more addresses
+	// per family: add them from the same pool, keeping what it has. A family
+	// it already holds must be completed; a new one is optional only for
+	// PreferDualStack.
+	p := a.pools[keep.Pool]
+	var added []netip.Addr
+	for i, f := range fams {
+		missing := n - len(held[i])
+		if missing == 0 {
+			continue
+		}
+		required := svc.Policy == RequireDualStack || len(held[i]) > 0
+		if p == nil || !p.state.Ready {
+			if required {
+				a.undo(p, added)
+				return nil, fmt.Errorf("%w: cannot add %s addresses to %v: IPPool %q is not usable", ErrPoolExhausted, f, slices.Concat(held...), keep.Pool)
 			}
-			ad, err := a.pick(svc, p, f, want)
+			continue
+		}
+		before := len(added)
+		for range missing {
+			ad, err := a.pick(svc, p, f, netip.Addr{}, slices.Concat(slices.Concat(held...), added))
 			if err != nil {
-				if svc.Policy == RequireDualStack || want.IsValid() {
+				if required {
 					a.undo(p, added)
-					return nil, err
+					return nil, countedErr(err, p, f, len(held[i])+len(added)-before, n)
 				}
-				continue
+				a.undo(p, added[before:])
+				added = added[:before]
+				break
 			}
 			added = append(added, ad)
 		}
-		keep.Addrs = append(keep.Addrs, added...)
-		slices.SortStableFunc(keep.Addrs, func(x, y netip.Addr) int {
-			return slices.Index(fams, FamilyOf(x)) - slices.Index(fams, FamilyOf(y))
-		})
+		held[i] = append(held[i], added[before:]...)
 	}
+	keep.Addrs = interleave(held)
 	return keep, nil
 }
 
-func requestedOf(svc *Service, f Family) netip.Addr {
-	for _, r := range svc.Requested {
-		if FamilyOf(r) == f {
-			return r
+// keepOf returns the addresses of family f in held, in their order, that a
+// Service asking for n of them keeps: every requested one, then the first
+// of the others.
+func keepOf(held []netip.Addr, f Family, requested []netip.Addr, n int) []netip.Addr {
+	room := n
+	for _, ad := range held {
+		if slices.Contains(requested, ad) {
+			room--
 		}
 	}
-	return netip.Addr{}
+	var out []netip.Addr
+	for _, ad := range held {
+		switch {
+		case FamilyOf(ad) != f:
+		case slices.Contains(requested, ad):
+			out = append(out, ad)
+		case room > 0:
+			out = append(out, ad)
+			room--
+		}
+	}
+	return out
+}
+
+// interleave lists per-family addresses slot by slot (see Assignment).
+func interleave(byFam [][]netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for i := 0; ; i++ {
+		n := len(out)
+		for _, fam := range byFam {
+			if i < len(fam) {
+				out = append(out, fam[i])
+			}
+		}
+		if len(out) == n {
+			return out
+		}
+	}
+}
+
+// countedErr says how far a Service asking for several addresses got
+// before its pool ran out.
+func countedErr(err error, p *pool, f Family, got, n int) error {
+	if n == 1 || !errors.Is(err, ErrPoolExhausted) {
+		return err
+	}
+	return fmt.Errorf("%w: IPPool %q ran out of free %s addresses after %d of the %d the Service asks for", ErrPoolExhausted, p.cfg.Name, f, got, n)
+}
+
+// requestedOf returns the requested addresses of family f, in order.
+func requestedOf(svc *Service, f Family) []netip.Addr {
+	var out []netip.Addr
+	for _, r := range svc.Requested {
+		if FamilyOf(r) == f {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // choose computes a new assignment, ignoring what svc holds now except that
@@ -241,55 +318,75 @@ func (a *Allocator) requestedPool(svc *Service) (*pool, error) {
 	return chosen, nil
 }
 
-// fromPool takes one address per wanted family from p, all or nothing
-// (PreferDualStack settles for the families the pool has).
+// fromPool takes the wanted number of addresses of each wanted family from
+// p, all or nothing (PreferDualStack settles for the families the pool can
+// give in full).
 func (a *Allocator) fromPool(svc *Service, p *pool, fams []Family) (Assignment, error) {
 	if len(fams) == 0 {
 		fams = []Family{IPv4}
 		if !p.hasFamily(IPv4) {
 			fams = []Family{IPv6}
 		}
-		if r := svc.Requested; len(r) == 1 {
+		if r := svc.Requested; len(r) > 0 {
 			fams = []Family{FamilyOf(r[0])}
 		}
 	}
-	var got []netip.Addr
+	n := svc.perFamily()
+	got := make([][]netip.Addr, len(fams))
+	var picked []netip.Addr
 	var firstErr error
-	for _, f := range fams {
-		want := requestedOf(svc, f)
+	for i, f := range fams {
+		wants := requestedOf(svc, f)
+		optional := svc.Policy == PreferDualStack && len(fams) == 2 && len(wants) == 0
 		if !p.hasFamily(f) {
 			err := fmt.Errorf("%w: IPPool %q has no %s addresses", ErrPoolExhausted, p.cfg.Name, f)
-			if svc.Policy == PreferDualStack && len(fams) == 2 && !want.IsValid() {
+			if optional {
 				firstErr = err
 				continue
 			}
-			a.undo(p, got)
+			a.undo(p, picked)
 			return Assignment{}, err
 		}
-		ad, err := a.pick(svc, p, f, want)
-		if err != nil {
-			if svc.Policy == PreferDualStack && len(fams) == 2 && !want.IsValid() && errors.Is(err, ErrPoolExhausted) {
-				firstErr = err
-				continue
+		before := len(picked)
+		for j := range n {
+			var want netip.Addr
+			if j < len(wants) {
+				want = wants[j]
 			}
-			a.undo(p, got)
-			return Assignment{}, err
+			ad, err := a.pick(svc, p, f, want, picked)
+			if err != nil {
+				err = countedErr(err, p, f, j, n)
+				if optional && errors.Is(err, ErrPoolExhausted) {
+					a.undo(p, picked[before:])
+					picked = picked[:before]
+					firstErr = err
+					break
+				}
+				a.undo(p, picked)
+				return Assignment{}, err
+			}
+			picked = append(picked, ad)
 		}
-		got = append(got, ad)
+		got[i] = picked[before:]
 	}
-	if len(got) == 0 {
+	if len(picked) == 0 {
 		return Assignment{}, firstErr
 	}
-	return Assignment{Addrs: got, Pool: p.cfg.Name}, nil
+	if n > 1 {
+		// With one address per family, picked is in slot order already.
+		picked = interleave(got)
+	}
+	return Assignment{Addrs: picked, Pool: p.cfg.Name}, nil
 }
 
-// pick chooses one address of family f from p for svc: the requested one,
-// else one svc already holds, else one shared under svc's sharing key,
-// else the lowest free one. A free address it chooses is taken from the
-// free set at once, so a second pick in the same transaction cannot get it;
-// callers give it back with undo if the transaction fails, and record
-// finds it already taken if it succeeds.
-func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (netip.Addr, error) {
+// pick chooses one address of family f from p for svc, other than those in
+// taken (already chosen in this transaction): the requested one, else one
+// svc already holds, else one shared under svc's sharing key, else the
+// lowest free one. A free address it chooses is taken from the free set at
+// once, so a second pick in the same transaction cannot get it; callers
+// give it back with undo if the transaction fails, and record finds it
+// already taken if it succeeds.
+func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr, taken []netip.Addr) (netip.Addr, error) {
 	if want.IsValid() {
 		if p.cfg.AvoidBuggyIPs && isBuggy(want) {
 			return netip.Addr{}, fmt.Errorf("%w: %s ends in .0 or .255 and IPPool %q sets avoidBuggyIPs", ErrPoolNotAllowed, want, p.cfg.Name)
@@ -310,7 +407,7 @@ func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (neti
 	}
 	if cur, ok := a.services[svc.Key]; ok {
 		for _, ad := range cur.Addrs {
-			if FamilyOf(ad) == f && p.contains(ad) && compatible(svc, ad, a.used[ad]) == nil {
+			if FamilyOf(ad) == f && !slices.Contains(taken, ad) && p.contains(ad) && compatible(svc, ad, a.used[ad]) == nil {
 				return ad, nil
 			}
 		}
@@ -319,7 +416,7 @@ func (a *Allocator) pick(svc *Service, p *pool, f Family, want netip.Addr) (neti
 		// Share only addresses counted against this pool, so every holder
 		// of an address agrees on its pool and the pool's finalizer sees it.
 		for _, ad := range sortedAddrs(a.shared[svc.SharingKey]) {
-			if FamilyOf(ad) == f && p.contains(ad) && a.used[ad].pool == p.cfg.Name && compatible(svc, ad, a.used[ad]) == nil {
+			if FamilyOf(ad) == f && !slices.Contains(taken, ad) && p.contains(ad) && a.used[ad].pool == p.cfg.Name && compatible(svc, ad, a.used[ad]) == nil {
 				return ad, nil
 			}
 		}

@@ -37,8 +37,11 @@ type Service struct {
 	// whichever family the pool offers, IPv4 first.
 	Families []Family
 	Policy   FamilyPolicy
+	// Count is how many addresses of each family the Service asks for
+	// (herald.dev/address-count), at most MaxCount; 0 means 1.
+	Count int
 	// Requested are explicit addresses (herald.dev/ips or
-	// spec.loadBalancerIP), at most one per family.
+	// spec.loadBalancerIP), at most Count per family.
 	Requested []netip.Addr
 	// Pool is the pool the Service names (herald.dev/pool), if any.
 	Pool string
@@ -56,9 +59,11 @@ type Service struct {
 	ExternalIP bool
 }
 
-// Assignment is the set of addresses a Service holds, in the order of its
-// families, and the pool they count against ("" for restored addresses that
-// lie in no pool).
+// Assignment is the set of addresses a Service holds and the pool they
+// count against ("" for restored addresses that lie in no pool). Addrs is
+// slot by slot: the first address of each family in the order of the
+// Service's families, then the second of each, and so on, so that a
+// Service with one address per family reads as it always did.
 type Assignment struct {
 	Addrs []netip.Addr
 	Pool  string
@@ -275,12 +280,17 @@ func (a *Allocator) Assigned(key string) (Assignment, bool) {
 // pool is "" when the address lies in no pool; it is recorded anyway so
 // that no other Service is ever given it.
 func (a *Allocator) Restore(svc *Service, addrs []netip.Addr, poolHint string) (string, error) {
-	// A status written by hand may repeat an address or list two of one
-	// family; keep the first of each family.
+	// A status written by hand may repeat an address. Every distinct
+	// address is kept, up to MaxCount per family, even beyond what the
+	// Service asks for: a bad or missing herald.dev/address-count must not
+	// free an address another Service could take before this one is
+	// synced; the sync then trims to what the spec asks.
 	var uniq []netip.Addr
+	var perFam [2]int
 	for _, ad := range addrs {
-		if !slices.ContainsFunc(uniq, func(u netip.Addr) bool { return FamilyOf(u) == FamilyOf(ad) }) {
+		if f := FamilyOf(ad); !slices.Contains(uniq, ad) && perFam[f] < MaxCount {
 			uniq = append(uniq, ad)
+			perFam[f]++
 		}
 	}
 	addrs = uniq

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -507,4 +508,138 @@ func TestExternalIPs(t *testing.T) {
 		t.Errorf("emptied list kept %v", a.ExternalIPs("ns/np2"))
 	}
 	wantAddrs(t, mustAlloc(t, a, svc("ns/lb3", requested("203.0.113.0"))), "ext", "203.0.113.0")
+}
+
+func count(n int) func(*Service) { return func(s *Service) { s.Count = n } }
+
+func TestCountAllOrNone(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/29", "2001:db8::/126"))
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(3))), "lan", "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	// Dual-stack: slot by slot, the first of each family first.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/d", count(2), families(RequireDualStack, IPv6, IPv4))), "lan",
+		"2001:db8::", "198.51.100.3", "2001:db8::1", "198.51.100.4")
+	// Three IPv4 addresses are left: asking for four gets none, and says so.
+	_, err := a.Allocate(svc("ns/big", count(4)))
+	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "after 3 of the 4") {
+		t.Fatalf("got %v, want ErrPoolExhausted after 3 of the 4", err)
+	}
+	if _, ok := a.Assigned("ns/big"); ok {
+		t.Fatal("failed allocation left an assignment")
+	}
+	// Nothing was taken by the failed attempt.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/three", count(3))), "lan", "198.51.100.5", "198.51.100.6", "198.51.100.7")
+	// PreferDualStack settles for the family the pool can give in full:
+	// two IPv6 addresses are left, not three.
+	a.Release("ns/three")
+	wantAddrs(t, mustAlloc(t, a, svc("ns/p", count(3), families(PreferDualStack, IPv4, IPv6))), "lan", "198.51.100.5", "198.51.100.6", "198.51.100.7")
+	if u, _ := a.PoolUsage("lan"); u.Families[IPv6].Allocated != 2 {
+		t.Errorf("IPv6 allocated = %d, want 2: a PreferDualStack Service that got no IPv6 took some", u.Families[IPv6].Allocated)
+	}
+	// Released together.
+	if got := a.Release("ns/d"); len(got) != 4 {
+		t.Errorf("Release freed %v, want all four", got)
+	}
+}
+
+func TestCountChangesKeepAddresses(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/28", "2001:db8::/124"), poolCfg("other", true, "203.0.113.0/28"))
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a")), "lan", "198.51.100.0")
+	mustAlloc(t, a, svc("ns/b"))
+	// More addresses: the one held stays first, the others are added from its pool.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(3))), "lan", "198.51.100.0", "198.51.100.2", "198.51.100.3")
+	// Fewer: the first ones stay, the last go back to the pool.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(2))), "lan", "198.51.100.0", "198.51.100.2")
+	wantAddrs(t, mustAlloc(t, a, svc("ns/c")), "lan", "198.51.100.3")
+	// Fewer, with a request: the requested address is the one that stays.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(1), requested("198.51.100.2"))), "lan", "198.51.100.2")
+	// Dual-stack with a count adds IPv6 addresses from the same pool.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(2), families(RequireDualStack, IPv4, IPv6))), "lan",
+		"198.51.100.2", "2001:db8::", "198.51.100.0", "2001:db8::1")
+	// A count the pool cannot reach fails and keeps everything held.
+	_, err := a.Allocate(svc("ns/a", count(16), families(RequireDualStack, IPv4, IPv6)))
+	if !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("count beyond the pool: got %v", err)
+	}
+	got, _ := a.Assigned("ns/a")
+	wantAddrs(t, got, "lan", "198.51.100.2", "2001:db8::", "198.51.100.0", "2001:db8::1")
+	if u, _ := a.PoolUsage("lan"); u.Families[IPv4].Allocated != 4 || u.Families[IPv6].Allocated != 2 {
+		t.Errorf("usage after a failed growth: %d IPv4, %d IPv6 allocated; want 4 and 2", u.Families[IPv4].Allocated, u.Families[IPv6].Allocated)
+	}
+}
+
+func TestCountRequests(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/28"), poolCfg("other", true, "203.0.113.0/28"))
+	// Requested addresses come first; the rest are allocated from their pool.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(3), requested("198.51.100.9", "198.51.100.4"))), "lan", "198.51.100.9", "198.51.100.4", "198.51.100.0")
+	for _, tc := range []struct {
+		name string
+		svc  *Service
+		want error
+	}{
+		{"more requested than the count", svc("ns/x", count(2), requested("198.51.100.10", "198.51.100.11", "198.51.100.12")), ErrInvalidRequest},
+		{"two of a family without a count", svc("ns/x", requested("198.51.100.10", "198.51.100.11")), ErrInvalidRequest},
+		{"the same address twice", svc("ns/x", count(2), requested("198.51.100.10", "198.51.100.10")), ErrInvalidRequest},
+		{"requests in two pools", svc("ns/x", count(2), requested("198.51.100.10", "203.0.113.1")), ErrInvalidRequest},
+		{"one requested address in use", svc("ns/x", count(2), requested("198.51.100.10", "198.51.100.9")), ErrAddressInUse},
+		{"count above the maximum", svc("ns/x", count(MaxCount+1)), ErrInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := a.Allocate(tc.svc); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if _, ok := a.Assigned("ns/x"); ok {
+				t.Fatal("failed allocation left an assignment")
+			}
+		})
+	}
+	if u, _ := a.PoolUsage("lan"); u.Families[IPv4].Allocated != 3 {
+		t.Errorf("failed requests took addresses: %d allocated, want 3", u.Families[IPv4].Allocated)
+	}
+}
+
+func TestCountSharing(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/28"))
+	wantAddrs(t, mustAlloc(t, a, svc("ns/web", count(3), shareKey("k"), ports(80))), "lan", "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	// Same key, other port: shares all three.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/dns", count(3), shareKey("k"), ports(53))), "lan", "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	// Same key, a port colliding on every shared address: three fresh ones.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/web2", count(3), shareKey("k"), ports(80))), "lan", "198.51.100.3", "198.51.100.4", "198.51.100.5")
+	// Requesting one of them with a colliding port is refused for that address.
+	if _, err := a.Allocate(svc("ns/x", count(2), shareKey("k"), ports(53), requested("198.51.100.6", "198.51.100.1"))); !errors.Is(err, ErrPortCollision) {
+		t.Errorf("collision on the second address: got %v", err)
+	}
+	// The addresses stay while one sharer holds them.
+	a.Release("ns/web")
+	if got := a.Release("ns/dns"); len(got) != 3 {
+		t.Errorf("last sharer's release freed %v, want three", got)
+	}
+}
+
+func TestCountRestore(t *testing.T) {
+	a := newAlloc(t, poolCfg("lan", true, "198.51.100.0/28"))
+	// A status with three addresses restores all three, even when the
+	// count annotation was lost: nothing is freed before the sync.
+	if _, err := a.Restore(svc("ns/a"), addrs("198.51.100.5", "198.51.100.1", "198.51.100.9", "198.51.100.5"), "lan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Allocate(svc("ns/b", requested("198.51.100.9"))); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("restored address handed out: %v", err)
+	}
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a", count(3))), "lan", "198.51.100.5", "198.51.100.1", "198.51.100.9")
+	// The sync trims to what the spec asks.
+	wantAddrs(t, mustAlloc(t, a, svc("ns/a")), "lan", "198.51.100.5")
+	wantAddrs(t, mustAlloc(t, a, svc("ns/b", requested("198.51.100.9"))), "lan", "198.51.100.9")
+}
+
+func TestParseCount(t *testing.T) {
+	for _, s := range []string{"1", " 3 ", "16"} {
+		if _, err := ParseCount(s); err != nil {
+			t.Errorf("ParseCount(%q): %v", s, err)
+		}
+	}
+	for _, s := range []string{"0", "17", "-2", "three", "", "2.5"} {
+		if _, err := ParseCount(s); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("ParseCount(%q) = %v, want ErrInvalidRequest", s, err)
+		}
+	}
 }

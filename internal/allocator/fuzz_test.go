@@ -3,6 +3,9 @@ package allocator
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -36,19 +39,40 @@ func FuzzParseRange(f *testing.F) {
 }
 
 func FuzzParseAddressList(f *testing.F) {
-	for _, s := range []string{"198.51.100.1", "198.51.100.1,2001:db8::1", "198.51.100.1, 198.51.100.2", "", ",", "fe80::1%eth0", "::ffff:1.2.3.4"} {
-		f.Add(s)
+	for _, s := range []string{"198.51.100.1", "198.51.100.1,2001:db8::1", "198.51.100.1, 198.51.100.2", "", ",", "fe80::1%eth0", "::ffff:1.2.3.4", "198.51.100.1,198.51.100.1"} {
+		f.Add(s, uint8(1))
+		f.Add(s, uint8(3))
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		out, err := ParseAddressList(s)
+	f.Fuzz(func(t *testing.T, s string, perFamily uint8) {
+		n := int(perFamily % (MaxCount + 2))
+		out, err := ParseAddressList(s, n)
 		if err != nil {
 			return
 		}
-		if len(out) == 0 || len(out) > 2 {
-			t.Fatalf("ParseAddressList(%q) = %v", s, out)
+		var count [2]int
+		for i, a := range out {
+			count[FamilyOf(a)]++
+			if slices.Contains(out[:i], a) {
+				t.Fatalf("ParseAddressList(%q, %d) = %v repeats %s", s, n, out, a)
+			}
 		}
-		if len(out) == 2 && FamilyOf(out[0]) == FamilyOf(out[1]) {
-			t.Fatalf("two addresses of one family from %q", s)
+		if len(out) == 0 || count[IPv4] > max(n, 1) || count[IPv6] > max(n, 1) {
+			t.Fatalf("ParseAddressList(%q, %d) = %v", s, n, out)
+		}
+	})
+}
+
+func FuzzParseCount(f *testing.F) {
+	for _, s := range []string{"1", "3", "16", "17", "0", "-1", " 2 ", "3.0", "0x3", "", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseCount(s)
+		if err != nil {
+			return
+		}
+		if n < 1 || n > MaxCount || strconv.Itoa(n) != strings.TrimLeft(strings.TrimSpace(s), "+0") {
+			t.Fatalf("ParseCount(%q) = %d", s, n)
 		}
 	})
 }
@@ -79,18 +103,23 @@ func FuzzAllocator(f *testing.F) {
 			if y&8 != 0 {
 				s.Local, s.BackendKey = true, fmt.Sprint(y%2)
 			}
+			s.Count = int(y>>4) % 4
+			var err error
 			switch op {
 			case 0, 1, 2:
-				_, _ = a.Allocate(s)
+				_, err = a.Allocate(s)
 			case 3:
 				s.Requested = []netip.Addr{netip.AddrFrom4([4]byte{198, 51, 100, y % 12})}
-				_, _ = a.Allocate(s)
+				if s.Count > 1 {
+					s.Requested = append(s.Requested, netip.AddrFrom4([4]byte{198, 51, 100, x % 12}))
+				}
+				_, err = a.Allocate(s)
 			case 4:
 				s.Pool = []string{"a", "b", "c", "zz"}[y%4]
-				_, _ = a.Allocate(s)
+				_, err = a.Allocate(s)
 			case 5:
 				s.Families, s.Policy = []Family{IPv6, IPv4}, FamilyPolicy(y%3)
-				_, _ = a.Allocate(s)
+				_, err = a.Allocate(s)
 			case 6:
 				a.Release(key)
 			case 7:
@@ -109,6 +138,9 @@ func FuzzAllocator(f *testing.F) {
 					t.Fatalf("SetPools moved %s: %v -> %v", key, before, after)
 				}
 			}
+			if op <= 5 && err == nil {
+				checkCount(t, a, s)
+			}
 			checkInvariants(t, a)
 		}
 		// Release everything: every pool must be whole again.
@@ -126,6 +158,28 @@ func FuzzAllocator(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkCount checks that a Service's successful allocation holds, of each
+// family, either none or exactly the number it asks for, all distinct.
+func checkCount(t *testing.T, a *Allocator, s *Service) {
+	t.Helper()
+	as, _ := a.Assigned(s.Key)
+	var count [2]int
+	for i, ad := range as.Addrs {
+		count[FamilyOf(ad)]++
+		if slices.Contains(as.Addrs[:i], ad) {
+			t.Fatalf("%s holds %s twice: %v", s.Key, ad, as.Addrs)
+		}
+	}
+	for f, c := range count {
+		if c != 0 && c != s.perFamily() {
+			t.Fatalf("%s asks for %d per family and holds %d of family %d: %v", s.Key, s.perFamily(), c, f, as.Addrs)
+		}
+	}
+	if count[IPv4]+count[IPv6] == 0 {
+		t.Fatalf("%s: successful allocation holds nothing", s.Key)
+	}
 }
 
 func checkInvariants(t *testing.T, a *Allocator) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -187,10 +189,11 @@ func isBuggy(a netip.Addr) bool {
 }
 
 // ParseAddressList parses the herald.dev/ips annotation: comma-separated
-// addresses, at most one per family.
-func ParseAddressList(s string) ([]netip.Addr, error) {
+// addresses, at most perFamily of each family (the Service's address
+// count) and none twice.
+func ParseAddressList(s string, perFamily int) ([]netip.Addr, error) {
 	var out []netip.Addr
-	seen := map[Family]bool{}
+	var seen [2]int
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
@@ -203,14 +206,30 @@ func ParseAddressList(s string) ([]netip.Addr, error) {
 		if err := checkAddr(f, a); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 		}
-		if seen[FamilyOf(a)] {
-			return nil, fmt.Errorf("%w: more than one %s address in %q", ErrInvalidRequest, FamilyOf(a), s)
+		if slices.Contains(out, a) {
+			return nil, fmt.Errorf("%w: %s appears twice in %q", ErrInvalidRequest, a, s)
 		}
-		seen[FamilyOf(a)] = true
+		fam := FamilyOf(a)
+		if seen[fam]++; seen[fam] > max(perFamily, 1) {
+			if perFamily <= 1 {
+				return nil, fmt.Errorf("%w: more than one %s address in %q", ErrInvalidRequest, fam, s)
+			}
+			return nil, fmt.Errorf("%w: more than %d %s addresses in %q, the number the Service asks for", ErrInvalidRequest, perFamily, fam, s)
+		}
 		out = append(out, a)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no address in %q", ErrInvalidRequest, s)
 	}
 	return out, nil
+}
+
+// ParseCount parses the herald.dev/address-count annotation: a whole
+// number of addresses per family, from 1 to MaxCount.
+func ParseCount(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > MaxCount {
+		return 0, fmt.Errorf("%w: %q is not a whole number from 1 to %d", ErrInvalidRequest, s, MaxCount)
+	}
+	return n, nil
 }

@@ -482,3 +482,65 @@ func TestExternalIPs(t *testing.T) {
 	e.updateSvc("np", func(s *corev1.Service) { s.Spec.ExternalIPs = nil })
 	e.waitIPs("thief", "203.0.113.0")
 }
+
+func TestAddressCount(t *testing.T) {
+	e := newEnv(t)
+	e.createPool("lan", nil, "198.51.100.0/29", "2001:db8::/126")
+	e.startController()
+
+	count := func(n string) func(*corev1.Service) {
+		return func(s *corev1.Service) { s.Annotations[k8s.AnnotationAddressCount] = n }
+	}
+	s := e.createSvc("three", count("3"))
+	s = e.waitIPs(s.Name, "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	for _, in := range s.Status.LoadBalancer.Ingress {
+		if in.IPMode == nil || *in.IPMode != corev1.LoadBalancerIPModeVIP {
+			t.Errorf("%s: ipMode = %v, want VIP", in.IP, in.IPMode)
+		}
+	}
+	e.waitEvent("three", EventIPAllocated, "198.51.100.0, 198.51.100.1, 198.51.100.2")
+	e.createSvc("dual", func(s *corev1.Service) {
+		count("2")(s)
+		s.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+		s.Annotations[k8s.AnnotationIPs] = "198.51.100.6,2001:db8::3"
+	})
+	e.waitIPs("dual", "198.51.100.6", "2001:db8::3", "198.51.100.3", "2001:db8::")
+
+	// Four IPv4 addresses asked for, three left: none is taken, and an Event says why.
+	e.createSvc("four", count("4"))
+	e.waitEvent("four", EventAllocationFailed, "PoolExhausted", "after 3 of the 4")
+	e.neverIPs("four", 300*time.Millisecond)
+	// A bad count is an Event and costs nothing already held.
+	e.updateSvc("three", count("17"))
+	e.waitEvent("three", EventAllocationFailed, "InvalidRequest", k8s.AnnotationAddressCount, "17")
+	e.updateSvc("three", count("two"))
+	e.waitEvent("three", EventAllocationFailed, "InvalidRequest", `"two"`)
+	e.waitIPs("three", "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	// Several requested addresses of one family need a count.
+	e.createSvc("norcount", func(s *corev1.Service) { s.Annotations[k8s.AnnotationIPs] = "198.51.100.4,198.51.100.5" })
+	e.waitEvent("norcount", EventAllocationFailed, "InvalidRequest", "more than one IPv4")
+	e.updateSvc("norcount", count("2"))
+	e.waitIPs("norcount", "198.51.100.4", "198.51.100.5")
+
+	// A controller restart keeps every address of every Service.
+	e.stop()
+	e.createSvc("late", nil)
+	e.startController()
+	e.waitIPs("dual", "198.51.100.6", "2001:db8::3", "198.51.100.3", "2001:db8::")
+	e.waitIPs("norcount", "198.51.100.4", "198.51.100.5")
+	e.waitIPs("three", "198.51.100.0", "198.51.100.1", "198.51.100.2")
+	e.waitIPs("late", "198.51.100.7")
+
+	// Fewer addresses: the last goes, the rest stay. Deleting a Service
+	// releases all of its addresses together.
+	e.updateSvc("three", count("2"))
+	e.waitIPs("three", "198.51.100.0", "198.51.100.1")
+	if err := e.kube.CoreV1().Services(e.ns).Delete(context.Background(), "norcount", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.updateSvc("four", count("3"))
+	e.waitIPs("four", "198.51.100.2", "198.51.100.4", "198.51.100.5")
+	e.waitPool("lan", func(p *heraldv1.IPPool) bool {
+		return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == 8 && p.Status.IPv6 != nil && p.Status.IPv6.Allocated == 2
+	})
+}

@@ -66,8 +66,15 @@ func serviceRequest(svc *corev1.Service, nsLabels map[string]string) (*allocator
 		}
 		req.Ports = append(req.Ports, allocator.Port{Protocol: proto, Port: p.Port})
 	}
+	if s, ok := svc.Annotations[k8s.AnnotationAddressCount]; ok {
+		n, err := allocator.ParseCount(s)
+		if err != nil {
+			return req, fmt.Errorf("annotation %s: %w", k8s.AnnotationAddressCount, err)
+		}
+		req.Count = n
+	}
 	if s, ok := svc.Annotations[k8s.AnnotationIPs]; ok {
-		addrs, err := allocator.ParseAddressList(s)
+		addrs, err := allocator.ParseAddressList(s, req.Count)
 		if err != nil {
 			return req, fmt.Errorf("annotation %s: %w", k8s.AnnotationIPs, err)
 		}

@@ -184,7 +184,7 @@ func (c *converter) service(svc *corev1.Service, poolNames map[string]bool) (ser
 		want[k8s.AnnotationIPs] = ips.value
 		if _, migrated := svc.Annotations[k8s.AnnotationIPs]; migrated {
 			// Only compared with the Service's own herald.dev/ips below.
-			if addrs, err := allocator.ParseAddressList(ips.value); err == nil {
+			if addrs, err := allocator.ParseAddressList(ips.value, 1); err == nil {
 				want[k8s.AnnotationIPs] = joinAddrs(addrs)
 			}
 		} else if addrs, ok := c.addresses(svc, ips); ok {
@@ -243,7 +243,7 @@ func (c *converter) unknownAnnotations(svc *corev1.Service) {
 func (c *converter) addresses(svc *corev1.Service, ips mlbValue) ([]netip.Addr, bool) {
 	ref := svcRef(svc)
 	mlbProblem := metallbIPsProblem(ips.value)
-	addrs, err := allocator.ParseAddressList(ips.value)
+	addrs, err := allocator.ParseAddressList(ips.value, 1)
 	if err != nil {
 		why := strings.TrimPrefix(err.Error(), allocator.ErrInvalidRequest.Error()+": ")
 		verdict := "MetalLB refuses it too"

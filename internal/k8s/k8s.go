@@ -11,9 +11,12 @@ import (
 
 // Annotations herald reads and writes on Services.
 const (
-	AnnotationPool          = "herald.dev/pool"
-	AnnotationIPs           = "herald.dev/ips"
-	AnnotationShare         = "herald.dev/share"
+	AnnotationPool  = "herald.dev/pool"
+	AnnotationIPs   = "herald.dev/ips"
+	AnnotationShare = "herald.dev/share"
+	// AnnotationAddressCount asks for several addresses per family, each
+	// announced from a different node in layer 2.
+	AnnotationAddressCount  = "herald.dev/address-count"
 	AnnotationPoolAllocated = "herald.dev/pool-allocated"
 )
 
