@@ -29,6 +29,8 @@ import (
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/testcluster"
+
+	"github.com/heraldlb/herald/internal/docref"
 )
 
 // The test binary doubles as herald-controller: with this variable set it
@@ -112,6 +114,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--load-balancer-class="}, 2, "must not be empty"},
 		{[]string{"--only-class=maybe"}, 2, "invalid boolean"},
 		{[]string{"stray"}, 2, "unexpected argument"},
+		{[]string{"--version"}, 0, "herald-controller dev (revision "},
 	} {
 		cmd := exec.Command(os.Args[0], tc.args...)
 		cmd.Env = append(os.Environ(), runMainEnv+"=1")
@@ -125,11 +128,11 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want exit %d containing %q", tc.args, code, out, tc.code, tc.want)
 		}
 	}
-	// --help lists every flag of SPEC §1 with its default.
+	// --help lists every flag of the command-line contract (docs/reference.md) with its default.
 	cmd := exec.Command(os.Args[0], "--help")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	out, _ := cmd.CombinedOutput()
-	for _, f := range []string{"-kubeconfig", "-log-level", "-load-balancer-class", "herald.dev/lb", "-only-class", "-metrics-addr", ":7472", "-leader-elect"} {
+	for _, f := range []string{"-kubeconfig", "-log-level", "-load-balancer-class", "herald.dev/lb", "-only-class", "-metrics-addr", ":7472", "-leader-elect", "-version"} {
 		if !strings.Contains(string(out), f) {
 			t.Errorf("--help lacks %q:\n%s", f, out)
 		}
@@ -444,4 +447,13 @@ func BenchmarkScale10000(b *testing.B) {
 		b.ReportMetric(ready.Seconds(), "s-restart-ready")
 		b.ReportMetric(float64(changed), "changed-after-restart")
 	}
+}
+
+// TestReference keeps the command-line block of docs/reference.md equal
+// to --help.
+func TestReference(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "--help")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	out, _ := cmd.CombinedOutput()
+	docref.Check(t, "herald-controller", string(out))
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,7 @@ import (
 	"github.com/heraldlb/herald/internal/election"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/privilege"
 	"github.com/heraldlb/herald/internal/speaker"
 )
 
@@ -60,6 +62,7 @@ type flags struct {
 	suspicionMult  int
 	gossipInterval time.Duration
 	profiling      cmdutil.Profiling
+	runAs          string
 }
 
 func parse(args []string) *flags {
@@ -83,6 +86,7 @@ func parse(args []string) *flags {
 	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
 	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
 	f.profiling.Register(fs)
+	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW; empty: stay as started")
 	cmdutil.Parse(fs, &f.common, args, func() error {
 		switch {
 		case f.nodeName == "":
@@ -102,6 +106,9 @@ func parse(args []string) *flags {
 		case f.class == "":
 			return errors.New("--load-balancer-class must not be empty")
 		}
+		if _, _, err := parseRunAs(f.runAs); err != nil {
+			return err
+		}
 		if f.bindAddr != "" {
 			if _, err := netip.ParseAddr(f.bindAddr); err != nil {
 				return fmt.Errorf("--bind-addr %q is not an IP address", f.bindAddr)
@@ -110,6 +117,42 @@ func parse(args []string) *flags {
 		return nil
 	})
 	return f
+}
+
+// parseRunAs reads --run-as: "uid:gid", or empty.
+func parseRunAs(s string) (uid, gid int, err error) {
+	if s == "" {
+		return -1, -1, nil
+	}
+	u, g, ok := strings.Cut(s, ":")
+	if ok {
+		uid, err = strconv.Atoi(u)
+		if err == nil {
+			gid, err = strconv.Atoi(g)
+		}
+	}
+	if !ok || err != nil || uid <= 0 || gid <= 0 {
+		return 0, 0, fmt.Errorf("--run-as %q is not UID:GID of a user other than root", s)
+	}
+	return uid, gid, nil
+}
+
+// dropPrivileges switches a speaker started as root (the container runs
+// as uid 0 with NET_RAW, SETUID and SETGID, see docs/security.md) to
+// --run-as with only NET_RAW, before it opens any socket or reads any
+// secret. Where that cannot happen the speaker still runs, and says why:
+// a policy that strips SETUID leaves it root with NET_RAW; one that
+// strips NET_RAW leaves layer 2 unable to answer (BGP needs none).
+func dropPrivileges(runAs string, log *slog.Logger) {
+	uid, gid, _ := parseRunAs(runAs) // validated by parse
+	if uid >= 0 {
+		if err := privilege.Drop(uid, gid, privilege.Of(unix.CAP_NET_RAW)); err != nil {
+			log.Warn("cannot drop privileges as configured; layer-2 answers need CAP_NET_RAW", "err", err)
+		}
+	}
+	if st, err := privilege.Current(); err == nil {
+		log.Info("privileges", "uid", st.UID, "gid", st.GID, "capabilities", st.Effective.String(), "noNewPrivs", st.NoNewPrivs)
+	}
 }
 
 func readKey(path string) ([]byte, error) {
@@ -143,6 +186,7 @@ func run(args []string) int {
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
 	cmdutil.LogStart(log)
+	dropPrivileges(f.runAs, log)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/heraldlb/herald/internal/docref"
 )
 
 // With this variable set the test binary runs main's run() instead of the
@@ -54,7 +56,12 @@ func TestFlags(t *testing.T) {
 		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--memberlist-port=70000"}, 2, "not a port"},
 		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--log-level=loud"}, 2, "invalid --log-level"},
 		// A key of the wrong size is refused before anything starts.
-		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-key-file=" + short, "--bind-addr=127.0.0.1"}, 1, "is 5 bytes; want 16, 24 or 32"},
+		// --run-as=: a root test process must not switch to another user
+		// and lose access to the key file it wrote.
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-key-file=" + short, "--bind-addr=127.0.0.1", "--run-as="}, 1, "is 5 bytes; want 16, 24 or 32"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--run-as=0:0"}, 2, "not UID:GID of a user other than root"},
+		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--run-as=speaker"}, 2, "not UID:GID"},
+		{nil, []string{"--version"}, 0, "herald-speaker dev (revision "},
 	} {
 		code, out := runSelf(t, tc.env, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
@@ -63,9 +70,16 @@ func TestFlags(t *testing.T) {
 	}
 	_, out := runSelf(t, nil, "--help")
 	for _, f := range []string{"-node-name", "-bind-addr", "-memberlist-port", "7946", "-memberlist-insecure", "-kube-proxy-health-url", "http://127.0.0.1:10256/healthz",
-		"-metrics-addr", ":7473", "-load-balancer-class", "-only-class", "-memberlist-probe-interval", "-memberlist-probe-timeout", "-memberlist-suspicion-mult", "-memberlist-gossip-interval", "-kubeconfig", "-log-level"} {
+		"-metrics-addr", ":7473", "-load-balancer-class", "-only-class", "-memberlist-probe-interval", "-memberlist-probe-timeout", "-memberlist-suspicion-mult", "-memberlist-gossip-interval", "-kubeconfig", "-log-level", "-run-as", "65532:65532", "-version"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("--help lacks %q", f)
 		}
 	}
+}
+
+// TestReference keeps the command-line block of docs/reference.md equal
+// to --help.
+func TestReference(t *testing.T) {
+	_, out := runSelf(t, nil, "--help")
+	docref.Check(t, "herald-speaker", out)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/version"
+
+	"github.com/heraldlb/herald/internal/docref"
 )
 
 // TestBuildInfoRoundTrip reads back what every herald metrics endpoint
@@ -50,5 +52,24 @@ func TestVersionFlags(t *testing.T) {
 		if !strings.Contains(out.String(), version.Get().Version) {
 			t.Errorf("%v printed %q, want the version %q", args, out.String(), version.Get().Version)
 		}
+	}
+}
+
+// TestReference keeps the heraldctl blocks of docs/reference.md equal to
+// each command's --help.
+func TestReference(t *testing.T) {
+	for _, tc := range []struct{ block, cmd string }{
+		{"heraldctl", ""}, {"heraldctl status", "status"}, {"heraldctl pools", "pools"},
+		{"heraldctl import-metallb", "import-metallb"}, {"heraldctl version", "version"},
+	} {
+		args := []string{"--help"}
+		if tc.cmd != "" {
+			args = []string{tc.cmd, "--help"}
+		}
+		var out bytes.Buffer
+		if code := Main(t.Context(), Env{Name: "heraldctl", Out: &out, Err: &out}, args); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, out.String())
+		}
+		docref.Check(t, tc.block, out.String())
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 const changelog = `# Changelog
@@ -133,5 +135,42 @@ func TestPinnedManifest(t *testing.T) {
 	}
 	if strings.Contains(string(out), "ghcr.io/heraldlb/") {
 		t.Error("an unpinned herald image is left in the manifest")
+	}
+}
+
+// TestManifestsInstallTheLatestRelease keeps config/default's image tags
+// (and so manifests/install.yaml) on the newest release of CHANGELOG.md.
+func TestManifestsInstallTheLatestRelease(t *testing.T) {
+	cl, err := os.ReadFile("../../CHANGELOG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := Latest(string(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Notes(string(cl), latest); err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Images []struct {
+			Name   string `json:"name"`
+			NewTag string `json:"newTag"`
+		} `json:"images"`
+	}
+	raw, err := os.ReadFile("../../config/default/kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &k); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Images) != len(Images) {
+		t.Fatalf("config/default sets %d images, want %d", len(k.Images), len(Images))
+	}
+	for _, im := range k.Images {
+		if im.NewTag != latest {
+			t.Errorf("config/default installs %s:%s; the newest release in CHANGELOG.md is %s", im.Name, im.NewTag, latest)
+		}
 	}
 }

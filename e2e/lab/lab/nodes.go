@@ -62,12 +62,20 @@ func (l *Lab) startNodes(ctx context.Context) error {
 // StartSpeaker starts (or restarts, after Kill) herald-speaker on node.
 func (l *Lab) StartSpeaker(node string) error {
 	n := l.Node(node)
-	args := []string{filepath.Join(l.BinDir, "herald-speaker"),
-		"--kubeconfig", l.Kubeconfig, "--node-name", n.Name, "--memberlist-insecure", "--log-level", "debug",
+	sandbox, err := speakerSandbox(l.opts.RepoRoot)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := l.speakerKubeconfig()
+	if err != nil {
+		return err
+	}
+	args := append(sandbox, filepath.Join(l.BinDir, "herald-speaker"),
+		"--kubeconfig", kubeconfig, "--node-name", n.Name, "--memberlist-insecure", "--log-level", "debug",
 		"--profiling", // the lab is where resource use is diagnosed
 		"--metrics-addr", net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)),
-	}
-	_, err := l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
+	)
+	_, err = l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
 	return err
 }
 

@@ -458,8 +458,10 @@ type SecretKeyRef struct {
 	Key string `json:"key"`
 }
 
-// BGPPeerStatus is the observed state of a BGPPeer, written by the
-// speakers. Per-node session state is in metrics and `heraldctl status`.
+// BGPPeerStatus is the observed state of a BGPPeer, written by
+// herald-controller from the sessions each node's speaker reports in its
+// Speaker object. Per-node session state is in metrics and `heraldctl
+// status`.
 type BGPPeerStatus struct {
 	// sessionsUp is the number of nodes whose session is Established.
 	// +optional
