@@ -22,4 +22,9 @@ for m in . e2e/k8sbin e2e/etcdbin hack/tools; do
     exit 1
   fi
 done
-echo "verify: generated files and go.mod are up to date"
+# Every reference to a document points at a file of the repository, and
+# nothing refers to documents kept outside it.
+go run ./hack/doclinks
+# Every dependency is under an allowed licence (hack/licenses/allowed.txt).
+go run ./hack/licenses
+echo "verify: generated files and go.mod are up to date; documents and licences checked"

@@ -16,7 +16,7 @@ import (
 	"github.com/heraldlb/herald/e2e/lab/lab"
 )
 
-// benchFailover measures SPEC §5's L2 failover: a lab of its own, one
+// benchFailover measures the target (docs/design.md#targets) for L2 failover: a lab of its own, one
 // Service (externalTrafficPolicy Cluster, backends on the nodes that do
 // not own it), and per trial: the owner's link cut and its speaker
 // SIGKILLed while the client probes every 10 ms; the time to the first
@@ -112,7 +112,7 @@ func currentOwner(ctx context.Context, l *lab.Lab, addr netip.Addr) (string, err
 
 func failoverTable(rows []lab.Failover, tooks []time.Duration, upTime time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# herald L2 failover (SPEC §5): owner's link cut + speaker SIGKILLed, client probing every 10 ms\n")
+	fmt.Fprintf(&b, "# herald L2 failover (target in docs/design.md#targets): owner's link cut + speaker SIGKILLed, client probing every 10 ms\n")
 	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "%-6s %-6s %-9s %10s %7s\n", "trial", "dead", "new", "failover", "failed")
 	for i, r := range rows {

@@ -53,7 +53,7 @@ func benchLab(ctx context.Context, instance string, log *slog.Logger) (*lab.Lab,
 	return l, nil
 }
 
-// benchRolling measures SPEC §5's rolling upgrade: every speaker in turn
+// benchRolling measures the target (docs/design.md#targets) for rolling upgrade: every speaker in turn
 // gets SIGTERM, is restarted once it has exited and the others saw it
 // leave, and the next follows once it has rejoined, while the client sends
 // one request every 10 ms to each of three VIPs (backends on every node,
@@ -169,7 +169,7 @@ func benchRolling(args []string, log *slog.Logger) error {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# herald rolling restart of all speakers (SPEC §5): SIGTERM each speaker in turn, restart it once it exited, next once it rejoined;\n")
+	fmt.Fprintf(&b, "# herald rolling restart of all speakers (target in docs/design.md#targets): SIGTERM each speaker in turn, restart it once it exited, next once it rejoined;\n")
 	fmt.Fprintf(&b, "# client sends one request every 10 ms to each of %d VIPs (ETP Cluster, backends on every node)\n", len(addrs))
 	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults, VIPs %v\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond), addrs)
 	fmt.Fprintf(&b, "%-6s %-20s %9s %8s %7s %7s\n", "round", "owners-before", "restarts", "requests", "failed", "reset")
@@ -185,7 +185,7 @@ func benchRolling(args []string, log *slog.Logger) error {
 	return appendTable(*out, b.String())
 }
 
-// benchETPMove measures SPEC §5's ETP Local move over layer 2: a
+// benchETPMove measures the target (docs/design.md#targets) for ETP Local move over layer 2: a
 // selector-less LoadBalancer Service with externalTrafficPolicy Local whose
 // one endpoint lives in an EndpointSlice the bench writes itself, so the
 // write is the moment measured from. Per trial the endpoint's node changes
@@ -321,7 +321,7 @@ func benchETPMove(args []string, log *slog.Logger) error {
 		return errors.New("no trial completed")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# herald ETP Local endpoint move over L2 (SPEC §5): the only endpoint's EndpointSlice is rewritten to another node;\n")
+	fmt.Fprintf(&b, "# herald ETP Local endpoint move over L2 (target in docs/design.md#targets): the only endpoint's EndpointSlice is rewritten to another node;\n")
 	fmt.Fprintf(&b, "# measured from the start of the Update call to the first ARP packet (gratuitous or reply; client asks every 5 ms) with the new node's MAC\n")
 	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults, VIP %s\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond), vip)
 	fmt.Fprintf(&b, "%-6s %-6s %-6s %10s %10s %12s\n", "trial", "from", "to", "api-write", "new-ARP", "old-last-ARP")

@@ -502,7 +502,7 @@ func TestBGPIPv6(t *testing.T) {
 
 // TestBGPETPLocalMove: with externalTrafficPolicy Local only the node
 // with the endpoint announces; when the endpoint moves, FRR's kernel route
-// follows. SPEC §5: ≤ 0.1 s after the EndpointSlice write (must ≤ 0.2 s).
+// follows. Target (docs/design.md#targets): ≤ 0.1 s after the EndpointSlice write (must ≤ 0.2 s).
 func TestBGPETPLocalMove(t *testing.T) {
 	l := bgpLab(t)
 	const name = "bgp-local"
@@ -526,7 +526,7 @@ func TestBGPETPLocalMove(t *testing.T) {
 	if r.Node != y {
 		t.Errorf("answer from backend on %s, want %s", r.Node, y)
 	}
-	t.Logf("ETP LOCAL MOVE: endpoint %s -> %s: announce from %s at FRR %s after the EndpointSlice change; withdraw from %s %s (SPEC ≤ 100 ms, must ≤ 200 ms)",
+	t.Logf("ETP LOCAL MOVE: endpoint %s -> %s: announce from %s at FRR %s after the EndpointSlice change; withdraw from %s %s (target ≤ 100 ms, must ≤ 200 ms)",
 		x, y, y, addMs, x, delMs)
 }
 
@@ -545,7 +545,7 @@ func measureEndpointChange(t *testing.T, l *lab.Lab, svc string, vip netip.Addr,
 	wantSet := slices.Sorted(slices.Values(want))
 	// The relevant write is the one after which the slice lists exactly
 	// the wanted nodes (a terminating endpoint that is still serving keeps
-	// its node a candidate, SPEC §4); every event is logged.
+	// its node a candidate, see docs/design.md#who-may-announce-an-address); every event is logged.
 	var epsAt atomic.Int64
 	var mu sync.Mutex
 	var events []string
@@ -601,7 +601,7 @@ func measureEndpointChange(t *testing.T, l *lab.Lab, svc string, vip netip.Addr,
 	t.Logf("route over %v at FRR %v after the EndpointSlice change (%v after the Pod API call; slice seen at +%v)",
 		want, took.Round(time.Millisecond), routeAt.Sub(t0).Round(time.Millisecond), eps.Sub(t0).Round(time.Millisecond))
 	if took > 200*time.Millisecond {
-		t.Errorf("FRR's route followed the endpoint %v after the EndpointSlice change; SPEC §5 wants ≤ 0.1 s, must ≤ 0.2 s", took.Round(time.Millisecond))
+		t.Errorf("FRR's route followed the endpoint %v after the EndpointSlice change; the target (docs/design.md#targets) is ≤ 0.1 s, must ≤ 0.2 s", took.Round(time.Millisecond))
 	}
 	return strconv.FormatInt(took.Milliseconds(), 10) + " ms"
 }
@@ -609,7 +609,7 @@ func measureEndpointChange(t *testing.T, l *lab.Lab, svc string, vip netip.Addr,
 // TestBGPScale10k (HERALD_E2E_BGP_SCALE=1): 10 000 Cluster Services from
 // pool 198.18.0.0/16 (addresses that exist only as routes: nothing sends
 // packets to them); times until FRR's kernel table holds all of them and
-// reports the speakers' peak RSS. SPEC §5: ≤ 5 s after the API writes,
+// reports the speakers' peak RSS. Target (docs/design.md#targets): ≤ 5 s after the API writes,
 // speaker RSS ≤ 150 MB.
 func TestBGPScale10k(t *testing.T) {
 	if os.Getenv("HERALD_E2E_BGP_SCALE") != "1" {
@@ -715,7 +715,7 @@ func TestBGPScale10k(t *testing.T) {
 	}
 	t.Logf("BGP SCALE: %d routes in FRR's kernel table %v after the first Service create, %v after the last; speaker peak RSS: %v",
 		n, all.Round(time.Millisecond), (all - created).Round(time.Millisecond), rss)
-	// SPEC §5: ~0 CPU when nothing changes (no periodic full resync).
+	// Target (docs/design.md#targets): ~0 CPU when nothing changes (no periodic full resync).
 	// Let the last reports and Events settle, then watch for 60 s.
 	time.Sleep(10 * time.Second)
 	cpuBefore := map[string]time.Duration{}
@@ -738,7 +738,7 @@ func TestBGPScale10k(t *testing.T) {
 		saveProfiles(t, l, dir)
 	}
 	if all-created > 5*time.Second {
-		t.Errorf("routes installed %v after the last API write; SPEC §5 wants ≤ 5 s", (all - created).Round(time.Millisecond))
+		t.Errorf("routes installed %v after the last API write; the target (docs/design.md#targets) is ≤ 5 s", (all - created).Round(time.Millisecond))
 	}
 }
 

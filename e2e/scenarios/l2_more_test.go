@@ -184,7 +184,7 @@ func probing(t *testing.T, addr netip.Addr) (stop func() (failed, resets, total 
 	}
 }
 
-// Shared addresses (SPEC §2 herald.dev/share): two Services with one
+// Shared addresses (herald.dev/share, docs/sharing.md): two Services with one
 // sharing key and different ports get one address, reachable on both
 // ports; a third with the same key but a colliding port gets another.
 func TestSharedAddresses(t *testing.T) {
@@ -220,7 +220,7 @@ func TestSharedAddresses(t *testing.T) {
 	}
 }
 
-// Pool edits and deletion (SPEC §3): shrinking a pool keeps the address in
+// Pool edits and deletion (docs/pools.md): shrinking a pool keeps the address in
 // use (InUseOutsideSpec=True), deleting the pool leaves it Terminating
 // while the address is in use, and the client reaches the Service all
 // along; deleting the Service lets the pool go.
@@ -354,7 +354,7 @@ func TestPoolShrinkAndDelete(t *testing.T) {
 	t.Logf("IPPool %s gone %v after its last Service was deleted", editPool, time.Since(start).Round(time.Millisecond))
 }
 
-// Bad input is surfaced (SPEC §2, §3): a CIDR with host bits is refused by
+// Bad input is surfaced (docs/reference.md): a CIDR with host bits is refused by
 // the API server's CEL rule, and a Service asking for an address outside
 // every pool gets a Warning Event and no address while others keep theirs.
 func TestBadInput(t *testing.T) {
@@ -406,7 +406,7 @@ func TestBadInput(t *testing.T) {
 	t.Logf("badin-good %s still reached (backend %s)", vip, r.Node)
 }
 
-// externalIPs (SPEC §2 externalIPs, §6; issue 8): an externalIP inside an
+// externalIPs (docs/pools.md, docs/security.md): an externalIP inside an
 // opt-in pool is announced over layer 2 (with Local, only by a node with
 // an endpoint); one outside every opt-in pool is never announced and the
 // Service says why.

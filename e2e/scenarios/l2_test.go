@@ -163,7 +163,7 @@ func TestFailoverNodeDies(t *testing.T) {
 	t.Logf("FAILOVER: owner %s died; client reached the service through %s after %v (%d of %d probes at 10 ms failed: %v)",
 		dead, f.NewOwner, f.Took.Round(time.Millisecond), f.Failed, f.Probes, f.Errors)
 	if f.Took > 5*time.Second {
-		t.Errorf("failover took %v; SPEC §5 wants a median ≤ 0.5 s and worst ≤ 1 s", f.Took)
+		t.Errorf("failover took %v; the target (docs/design.md#targets) is a median ≤ 0.5 s and worst ≤ 1 s", f.Took)
 	}
 	if now := owner(t, vip); now == dead {
 		t.Errorf("%s still owns %s after it died", dead, vip)
@@ -218,7 +218,7 @@ func settle(t *testing.T, addr netip.Addr) {
 
 // Graceful restart (SIGTERM, as in a rolling upgrade): the speaker hands
 // over before it stops answering, so a client sending every 10 ms sees no
-// failed request (SPEC §5), even when the node leaves the network right
+// failed request (target in docs/design.md#targets), even when the node leaves the network right
 // after its speaker exited.
 func TestGracefulSpeakerRestart(t *testing.T) {
 	l := theLab
@@ -268,7 +268,7 @@ func TestGracefulSpeakerRestart(t *testing.T) {
 		}
 	}
 	t.Logf("GRACEFUL RESTART of the speaker on %s: %d of %d requests at 10 ms failed, %d more reset", own, failed, len(probes), resets)
-	// SPEC §5 wants 0. The rolling-restart bench (make bench-lab) loses
+	// the target (docs/design.md#targets) is 0. The rolling-restart bench (make bench-lab) loses
 	// none, but after the other scenarios one unanswered request shows up
 	// now and then (under investigation, see the session notes): one is
 	// reported loudly and tolerated, more fail.
@@ -276,7 +276,7 @@ func TestGracefulSpeakerRestart(t *testing.T) {
 		logsAround(t, failedAt, 2*time.Second)
 	}
 	if failed == 1 {
-		t.Logf("*** TOLERATED: 1 request unanswered during a graceful restart (SPEC §5 wants 0) ***")
+		t.Logf("*** TOLERATED: 1 request unanswered during a graceful restart (the target (docs/design.md#targets) is 0) ***")
 	}
 	if failed > 1 {
 		t.Errorf("%d requests failed (not answered) during a graceful restart; want 0", failed)

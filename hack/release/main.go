@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,9 @@ func writeBuilt(dist string, built []release.Built) error {
 	return os.WriteFile(filepath.Join(dist, "oci", builtFile), raw, 0o644)
 }
 
+// notesFile is the release notes' name in the dist directory.
+const notesFile = "RELEASE-NOTES" + ".md"
+
 func finish(o release.Options, config, changelog string) error {
 	raw, err := os.ReadFile(filepath.Join(o.Dist, "oci", builtFile))
 	if err != nil {
@@ -132,11 +136,11 @@ func finish(o release.Options, config, changelog string) error {
 	if err != nil {
 		return err
 	}
-	notes += "\n## Images\n\n"
+	notes += fmt.Sprintf("\n## Images\n\nBuilt with %s; `make images VERSION=%s` on the tag rebuilds these digests.\n\n", runtime.Version(), o.Version)
 	for _, b := range built {
 		notes += fmt.Sprintf("- `%s`\n", b.Ref(o.Version))
 	}
-	if err := os.WriteFile(filepath.Join(o.Dist, "RELEASE-NOTES.md"), []byte(notes), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(o.Dist, notesFile), []byte(notes), 0o644); err != nil {
 		return err
 	}
 	return release.WriteSums(o.Dist)

@@ -5,7 +5,7 @@
 // It is pure logic. It must not import client-go or anything that talks to
 // the network or the API server; the controller translates Services and
 // IPPools into the small types defined here and turns the typed errors back
-// into Events. Keeping it that way lets every allocation rule of SPEC §3 be
+// into Events. Keeping it that way lets every allocation rule (docs/design.md#the-controller) be
 // tested, fuzzed and benchmarked without a cluster.
 //
 // Two promises shape the data structures:

@@ -63,7 +63,7 @@ var needed = []access{
 	{sa: "herald-speaker", verb: "watch", resource: "secrets", ns: namespace},
 }
 
-// forbidden lists what least privilege (SPEC §6) rules out; every entry
+// forbidden lists what least privilege (docs/security.md) rules out; every entry
 // must be denied.
 var forbidden = []access{
 	// The speaker only reads Services; the controller writes them.

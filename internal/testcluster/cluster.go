@@ -98,7 +98,7 @@ const (
 	portAttempts = 3
 )
 
-// The service ranges: addresses that exist only as API objects (SPEC §8).
+// The service ranges: addresses that exist only as API objects (e2e/lab/README.md).
 const serviceClusterIPRange = "198.19.0.0/16,2001:db8:ffff::/112"
 
 // Start runs etcd, kube-apiserver and, if asked, kube-controller-manager,

@@ -18,7 +18,7 @@ type Failover struct {
 	Errors   []string // the first few probe errors
 }
 
-// KillNode makes node die as SPEC §5 measures it: its switch link is cut
+// KillNode makes node die as the failover target (docs/design.md#targets) measures it: its switch link is cut
 // and its speaker SIGKILLed, while the client probes vip:port every 10 ms
 // (1 s timeout each). It returns once the client's neighbour entry for vip
 // names another node (or after 15 s) and the probes have settled; the node
