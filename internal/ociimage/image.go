@@ -50,7 +50,7 @@ func Build(spec Spec) (v1.ImageIndex, error) {
 	if len(spec.Platforms) == 0 {
 		return nil, errors.New("building an image: no platform given")
 	}
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range slices.Sorted(maps.Keys(spec.Platforms)) {
 		plat, err := v1.ParsePlatform(p)
 		if err != nil {

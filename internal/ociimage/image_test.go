@@ -130,7 +130,7 @@ func TestBuildContents(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cfg.Architecture != want || cfg.Config.User != "65532:65532" || cfg.Config.Entrypoint[0] != "/app" ||
-			cfg.Config.Labels["org.opencontainers.image.version"] != "v1.2.3" || !cfg.Created.Time.Equal(s.Created) {
+			cfg.Config.Labels["org.opencontainers.image.version"] != "v1.2.3" || !cfg.Created.Equal(s.Created) {
 			t.Errorf("%s config: %+v", want, cfg)
 		}
 	}
