@@ -25,7 +25,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 TEST_TAGS := $(if $(IS_ROOT),privileged,)
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
-GO_MODULES := . e2e/k8sbin e2e/etcdbin hack/tools
+GO_MODULES := . e2e/k8sbin e2e/etcdbin e2e/containerdbin hack/tools
 
 ##@ General
 
@@ -58,7 +58,7 @@ fmt: ## gofmt every Go file.
 ##@ Test
 
 .PHONY: k8sbin
-k8sbin: ## Build (once, cached) etcd, kube-apiserver, kube-controller-manager, kube-proxy.
+k8sbin: ## Build (once, cached) etcd, the Kubernetes binaries and containerd for the tests and the lab.
 	hack/k8sbin.sh
 
 .PHONY: test

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the network lab (e2e/lab) runs: routers
-# (FRR, BIRD2), nftables for kube-proxy, and the client tools (arping,
-# ndisc6, curl, conntrack, sysctl). Only what is missing is installed, so a run on a
+# (FRR, BIRD2), nftables for kube-proxy, runc and the CNI plugins for the
+# kubelet nodes' containerd, and the client tools (arping, ndisc6, curl,
+# conntrack, sysctl). Only what is missing is installed, so a run on a
 # ready machine costs a few dpkg queries; `apt-get update` runs only when an
 # install is needed.
 #
@@ -21,6 +22,8 @@ declare -A probe=(
 	[curl]=/usr/bin/curl
 	[conntrack]=/usr/sbin/conntrack
 	[procps]=/usr/sbin/sysctl
+	[runc]=/usr/sbin/runc
+	[containernetworking-plugins]=/usr/lib/cni/bridge
 )
 
 missing=()

@@ -29,7 +29,7 @@ func demo(_ []string, _ *slog.Logger) error {
 	step("bringing up the layer-2 lab (%s)", demoTopology)
 	if st, err := lab.LoadState(lab.StateDir("l2")); err == nil && st.Ready {
 		fmt.Println("(already up: reusing it; `make demo-down` first for a fresh one)")
-	} else if err := upDetached(demoTopology); err != nil {
+	} else if err := upDetached(demoTopology, "", false); err != nil {
 		return err
 	}
 	l, err := lab.Attach(lab.StateDir("l2"))

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,8 @@ func stateDirFor(arg string) (string, error) {
 func up(args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	detach := fs.Bool("d", false, "detach: run the lab in the background and return once it is ready")
+	kubelet := fs.Bool("kubelet", false, "run containerd and a kubelet on every node (see lab.Options.Kubelet)")
+	instance := fs.String("instance", "", "name the lab's namespaces and state dir after this instead of the topology")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,11 +96,11 @@ func up(args []string, log *slog.Logger) error {
 	}
 	file := fs.Arg(0)
 	if *detach {
-		return upDetached(file)
+		return upDetached(file, *instance, *kubelet)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Topology: file, Log: log})
+	l, err := lab.Up(ctx, lab.Options{Topology: file, Log: log, Instance: *instance, Kubelet: *kubelet})
 	if err != nil {
 		return err
 	}
@@ -110,10 +113,13 @@ func up(args []string, log *slog.Logger) error {
 
 // upDetached re-runs `up` in a new session with its output in the state
 // dir, and returns once the lab is ready (or the child failed).
-func upDetached(file string) error {
+func upDetached(file, instance string, kubelet bool) error {
 	dir, err := stateDirFor(file)
 	if err != nil {
 		return err
+	}
+	if instance != "" {
+		dir = lab.StateDir(instance)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -128,7 +134,7 @@ func upDetached(file string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, "up", file)
+	cmd := exec.Command(self, "up", "-instance="+instance, "-kubelet="+strconv.FormatBool(kubelet), file)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

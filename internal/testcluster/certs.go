@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,8 @@ type secrets struct {
 	saPubFile  string
 	tokenFile  string // --token-auth-file
 	adminToken string
+	// userTokens holds the token of every Options.Users entry by name.
+	userTokens map[string]string
 }
 
 // serviceIP is the first address of the IPv4 service range, which the
@@ -35,8 +38,9 @@ type secrets struct {
 var serviceIP = net.ParseIP("198.19.0.1")
 
 // writeSecrets writes the files; extraIP, if not nil, is added to the
-// serving certificate's addresses (Options.Address).
-func writeSecrets(dir string, extraIP net.IP) (*secrets, error) {
+// serving certificate's addresses (Options.Address); every user gets a
+// token of its own.
+func writeSecrets(dir string, extraIP net.IP, users []User) (*secrets, error) {
 	s := &secrets{
 		caFile:    filepath.Join(dir, "ca.crt"),
 		certFile:  filepath.Join(dir, "apiserver.crt"),
@@ -110,11 +114,24 @@ func writeSecrets(dir string, extraIP net.IP) (*secrets, error) {
 		return nil, fmt.Errorf("encoding service account public key: %w", err)
 	}
 
-	tok := make([]byte, 24)
-	if _, err := rand.Read(tok); err != nil {
+	if s.adminToken, err = newToken(); err != nil {
 		return nil, fmt.Errorf("generating admin token: %w", err)
 	}
-	s.adminToken = hex.EncodeToString(tok)
+	// system:masters bypasses RBAC, which is what a test's admin needs;
+	// herald's own RBAC is tested with impersonation or separate tokens.
+	tokens := s.adminToken + `,admin,admin,"system:masters"` + "\n"
+	s.userTokens = map[string]string{}
+	for _, u := range users {
+		if u.Name == "" || strings.ContainsAny(u.Name+strings.Join(u.Groups, ""), ",\"\n") {
+			return nil, fmt.Errorf("options: user name %q or groups %q unusable in a token file", u.Name, u.Groups)
+		}
+		tok, err := newToken()
+		if err != nil {
+			return nil, fmt.Errorf("generating a token for %s: %w", u.Name, err)
+		}
+		s.userTokens[u.Name] = tok
+		tokens += fmt.Sprintf("%s,%s,%s,\"%s\"\n", tok, u.Name, u.Name, strings.Join(u.Groups, ","))
+	}
 
 	files := []struct {
 		path string
@@ -125,9 +142,7 @@ func writeSecrets(dir string, extraIP net.IP) (*secrets, error) {
 		{s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})},
 		{s.saKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER})},
 		{s.saPubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER})},
-		// system:masters bypasses RBAC, which is what a test's admin needs;
-		// herald's own RBAC is tested with impersonation or separate tokens.
-		{s.tokenFile, []byte(s.adminToken + `,admin,admin,"system:masters"` + "\n")},
+		{s.tokenFile, []byte(tokens)},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
@@ -135,4 +150,12 @@ func writeSecrets(dir string, extraIP net.IP) (*secrets, error) {
 		}
 	}
 	return s, nil
+}
+
+func newToken() (string, error) {
+	tok := make([]byte, 24)
+	if _, err := rand.Read(tok); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(tok), nil
 }

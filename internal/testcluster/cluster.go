@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,22 @@ type Options struct {
 	// Dial, if set, opens every connection the Cluster's clients and
 	// readiness checks make (Config.Dial too), e.g. from inside NetNS.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+
+	// Users are further identities the API server accepts, each with a
+	// bearer token of its own (Cluster.KubeconfigFor writes a kubeconfig
+	// for one): kubelets as system:node:NAME in group system:nodes, for
+	// example.
+	Users []User
+	// ExtraControllers are kube-controller-manager controllers to run
+	// besides the default set (see ControllerManager), for labs whose
+	// nodes run a kubelet: "deployment-controller", "daemonset-controller"...
+	ExtraControllers []string
+}
+
+// User is an identity of Options.Users.
+type User struct {
+	Name   string
+	Groups []string
 }
 
 // Cluster is a running control plane. Its exported fields are set by Start
@@ -127,7 +144,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}()
 
-	if c.secrets, err = writeSecrets(dataDir, net.ParseIP(opts.Address)); err != nil {
+	if c.secrets, err = writeSecrets(dataDir, net.ParseIP(opts.Address), opts.Users); err != nil {
 		return nil, err
 	}
 	if err := c.startEtcd(ctx); err != nil {
@@ -350,21 +367,42 @@ func (c *Cluster) apiserverReady(ctx context.Context) error {
 }
 
 func (c *Cluster) writeKubeconfig() error {
+	path := filepath.Join(c.DataDir, "kubeconfig")
+	if err := c.writeKubeconfigFor(path, "admin", c.secrets.adminToken); err != nil {
+		return err
+	}
+	c.Kubeconfig = path
+	return nil
+}
+
+func (c *Cluster) writeKubeconfigFor(path, user, token string) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["herald-test"] = &clientcmdapi.Cluster{
 		Server:                   c.APIServerURL,
 		CertificateAuthorityData: c.secrets.caPEM,
 	}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.secrets.adminToken}
-	kc.Contexts["herald-test"] = &clientcmdapi.Context{Cluster: "herald-test", AuthInfo: "admin"}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts["herald-test"] = &clientcmdapi.Context{Cluster: "herald-test", AuthInfo: user}
 	kc.CurrentContext = "herald-test"
-	path := filepath.Join(c.DataDir, "kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		return fmt.Errorf("writing kubeconfig: %w", err)
+		return fmt.Errorf("writing kubeconfig for %s: %w", user, err)
 	}
-	c.Kubeconfig = path
 	return nil
 }
+
+// KubeconfigFor writes a kubeconfig for user, one of Options.Users, to
+// path.
+func (c *Cluster) KubeconfigFor(path, user string) error {
+	tok, ok := c.secrets.userTokens[user]
+	if !ok {
+		return fmt.Errorf("writing kubeconfig for %s: not one of the cluster's users", user)
+	}
+	return c.writeKubeconfigFor(path, user, tok)
+}
+
+// CAFile is the cluster CA's certificate, which signed the API server's
+// serving certificate.
+func (c *Cluster) CAFile() string { return c.secrets.caFile }
 
 // kcmControllers are the controllers herald's tests and lab depend on; see
 // Options.ControllerManager for the ones deliberately left out.
@@ -391,7 +429,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 			"--secure-port=" + strconv.Itoa(ports[0]),
 			"--cert-dir=" + filepath.Join(c.DataDir, "kcm-certs"),
 			"--leader-elect=false",
-			"--controllers=" + strings.Join(kcmControllers, ","),
+			"--controllers=" + strings.Join(append(slices.Clone(kcmControllers), c.opts.ExtraControllers...), ","),
 			"--service-account-private-key-file=" + s.saKeyFile,
 			"--root-ca-file=" + s.caFile,
 			"--use-service-account-credentials=false",

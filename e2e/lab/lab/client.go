@@ -22,6 +22,7 @@ func (l *Lab) Client() string { return l.Topo.ByRole(topology.RoleClient)[0].Nam
 type Reply struct {
 	Node   string // the backend's node
 	Source string // the client address the backend saw
+	Pod    string // the backend's Pod, in a kubelet lab
 }
 
 // HTTPClient returns an HTTP client whose connections start in node's
@@ -33,7 +34,7 @@ func (l *Lab) HTTPClient(node string, timeout time.Duration) *http.Client {
 }
 
 // Get requests http://addr:port/ through hc and parses the backend's
-// "NODE SOURCE" reply.
+// "NODE SOURCE [POD]" reply.
 func Get(ctx context.Context, hc *http.Client, addr netip.Addr, port int) (Reply, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(addr.String(), strconv.Itoa(port))+"/", nil)
 	if err != nil {
@@ -49,10 +50,14 @@ func Get(ctx context.Context, hc *http.Client, addr netip.Addr, port int) (Reply
 		return Reply{}, err
 	}
 	f := strings.Fields(string(body))
-	if resp.StatusCode != http.StatusOK || len(f) != 2 {
+	if resp.StatusCode != http.StatusOK || len(f) < 2 || len(f) > 3 {
 		return Reply{}, fmt.Errorf("unexpected reply %s %q", resp.Status, body)
 	}
-	return Reply{Node: f[0], Source: f[1]}, nil
+	r := Reply{Node: f[0], Source: f[1]}
+	if len(f) == 3 {
+		r.Pod = f[2]
+	}
+	return r, nil
 }
 
 // Probe is one request of a Prober.

@@ -22,13 +22,17 @@ import (
 
 func (l *Lab) startControlPlane(ctx context.Context) error {
 	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
-	c, err := testcluster.Start(ctx, testcluster.Options{
+	opts := testcluster.Options{
 		CRDDir:            filepath.Join(l.opts.RepoRoot, "config/crd/bases"),
 		ControllerManager: true,
 		NetNS:             cp.Namespace,
 		Address:           cp.Address.String(),
 		Dial:              netns.Dialer(cp.Namespace),
-	})
+	}
+	if l.opts.Kubelet {
+		kubeletControlPlane(&opts, l.Topo)
+	}
+	c, err := testcluster.Start(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("starting the control plane in %s: %w", cp.Namespace, err)
 	}
@@ -166,7 +170,13 @@ func (l *Lab) renewLeases(ctx context.Context) error {
 // runs one on BackendPort) as a ready host-network Pod "<app>-<node>" in
 // namespace ns with label app=<app>, so that the EndpointSlice controller
 // lists it behind Services selecting app.
+//
+// In a kubelet lab it creates instead the Deployment "<app>-<node>" of
+// the backend image pinned to node, and returns once its Pod is Ready.
 func (l *Lab) AddBackend(ctx context.Context, ns, app, node string) error {
+	if l.kubelet() {
+		return l.addBackendDeployment(ctx, ns, app, node)
+	}
 	n := l.Node(node)
 	pods := l.Kube.CoreV1().Pods(ns)
 	pod := &corev1.Pod{
@@ -212,8 +222,11 @@ func (l *Lab) AddBackend(ctx context.Context, ns, app, node string) error {
 	return nil
 }
 
-// RemoveBackend deletes the Pod AddBackend created.
+// RemoveBackend deletes the Pod (or Deployment) AddBackend created.
 func (l *Lab) RemoveBackend(ctx context.Context, ns, app, node string) error {
+	if l.kubelet() {
+		return l.removeBackendDeployment(ctx, ns, app, node)
+	}
 	err := l.Kube.CoreV1().Pods(ns).Delete(ctx, app+"-"+node, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -43,10 +43,18 @@ type Options struct {
 	SpeakerArgs []string
 	// SkipDeps skips hack/lab-deps.sh.
 	SkipDeps bool
-	// BinDir, if set, holds prebuilt herald-controller, herald-speaker and
-	// backend binaries, and nothing is built (default: $HERALD_LAB_BINDIR,
-	// else they are built from RepoRoot into StateDir/bin).
+	// BinDir, if set, holds prebuilt herald-controller, herald-speaker,
+	// backend and pause binaries, and nothing is built (default:
+	// $HERALD_LAB_BINDIR, else they are built from RepoRoot into
+	// StateDir/bin).
 	BinDir string
+	// Kubelet runs a real node on every node namespace: containerd, runc
+	// and a kubelet that registers the node, with Pods networked by the
+	// CNI bridge plugin, and kube-scheduler beside the API server.
+	// Backends are then Deployments of the lab's backend image. Without
+	// it the runner writes Node objects itself and backends are
+	// host-network processes registered as Pods.
+	Kubelet bool
 }
 
 // BinDirEnv names prebuilt binaries for Options.BinDir.
@@ -124,7 +132,8 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(opts.Topology)
-	l.state = &State{Name: topo.Name, Instance: opts.Instance, File: abs, SupervisorPID: os.Getpid(), Started: start}
+	l.state = &State{Name: topo.Name, Instance: opts.Instance, File: abs, SupervisorPID: os.Getpid(), Started: start,
+		Kubelet: opts.Kubelet}
 	if err := l.saveState(); err != nil {
 		return nil, err
 	}
@@ -160,11 +169,17 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	t = time.Now()
-	if err := l.registerNodes(ctx); err != nil {
-		return nil, err
+	if opts.Kubelet {
+		if err := l.startKubeletNodes(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := l.registerNodes(ctx); err != nil {
+			return nil, err
+		}
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.heartbeat(runCtx) }()
 	}
-	l.wg.Add(1)
-	go func() { defer l.wg.Done(); l.heartbeat(runCtx) }()
 	if err := l.startNodes(ctx); err != nil {
 		return nil, err
 	}
@@ -259,20 +274,33 @@ func RepoRoot() (string, error) {
 func (l *Lab) build(ctx context.Context) error {
 	if l.opts.BinDir != "" {
 		l.log.Info("using prebuilt binaries", "dir", l.BinDir)
-		return nil
+		return l.buildImages()
 	}
 	t := time.Now()
 	if err := os.MkdirAll(l.BinDir, 0o755); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", l.BinDir+"/",
-		"./cmd/herald-controller", "./cmd/herald-speaker", "./e2e/lab/backend")
+		"./cmd/herald-controller", "./cmd/herald-speaker", "./e2e/lab/backend", "./e2e/lab/pause")
 	cmd.Dir = l.opts.RepoRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building herald binaries: %w\n%s", err, out)
 	}
 	l.log.Info("binaries built", "dir", l.BinDir, "took", since(t))
+	return l.buildImages()
+}
+
+// buildImages writes the kubelet lab's image archive from the binaries.
+func (l *Lab) buildImages() error {
+	if !l.opts.Kubelet {
+		return nil
+	}
+	t := time.Now()
+	if err := writeImageArchive(filepath.Join(l.StateDir, "images.tar"), l.BinDir, labImages); err != nil {
+		return err
+	}
+	l.log.Info("images built", "took", since(t))
 	return nil
 }
 
@@ -361,6 +389,7 @@ func DownDir(dir string, log *slog.Logger) error {
 			p.waitGone(5 * time.Second)
 		}
 	}
+	errs = append(errs, downRuntimes(st, dir))
 	for _, ns := range st.Namespaces {
 		if !strings.HasPrefix(ns, topology.NamespacePrefix) || !netns.Exists(ns) {
 			continue

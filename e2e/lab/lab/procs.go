@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -15,6 +16,11 @@ import (
 // to logs/<node>-<name>.log, it is recorded in the state, and the kernel
 // kills it if the lab's process dies.
 func (l *Lab) start(node, name string, argv ...string) (Proc, error) {
+	return l.startCmd(node, name, netns.Command(context.Background(), l.Node(node).Namespace, argv...))
+}
+
+// startCmd is start for a command that enters node's namespace itself.
+func (l *Lab) startCmd(node, name string, cmd *exec.Cmd) (Proc, error) {
 	if !l.owned {
 		return Proc{}, fmt.Errorf("starting %s on %s: only the process that brought the lab up can start processes", name, node)
 	}
@@ -24,7 +30,6 @@ func (l *Lab) start(node, name string, argv ...string) (Proc, error) {
 		return Proc{}, err
 	}
 	defer func() { _ = f.Close() }()
-	cmd := netns.Command(context.Background(), l.Node(node).Namespace, argv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -20,18 +20,23 @@ func StateDir(name string) string { return filepath.Join(StateRoot, name) }
 
 // State is what a lab records so another process can use or remove it.
 type State struct {
-	Name          string    `json:"name"`
-	Instance      string    `json:"instance,omitempty"`
-	File          string    `json:"file"`
-	SupervisorPID int       `json:"supervisorPID"`
-	Namespaces    []string  `json:"namespaces"`
-	Processes     []Proc    `json:"processes"`
-	Kubeconfig    string    `json:"kubeconfig,omitempty"`
-	APIServer     string    `json:"apiServer,omitempty"`
-	ClusterDir    string    `json:"clusterDir,omitempty"`
-	Ready         bool      `json:"ready"`
-	UpSeconds     float64   `json:"upSeconds,omitempty"`
-	Started       time.Time `json:"started"`
+	Name          string   `json:"name"`
+	Instance      string   `json:"instance,omitempty"`
+	File          string   `json:"file"`
+	SupervisorPID int      `json:"supervisorPID"`
+	Namespaces    []string `json:"namespaces"`
+	Processes     []Proc   `json:"processes"`
+	Kubeconfig    string   `json:"kubeconfig,omitempty"`
+	APIServer     string   `json:"apiServer,omitempty"`
+	ClusterDir    string   `json:"clusterDir,omitempty"`
+	// Kubelet says the nodes run containerd and a kubelet (Options.Kubelet).
+	Kubelet bool `json:"kubelet,omitempty"`
+	// KernelTunables are the host-wide sysctls the kubelet lab changed,
+	// with the values to put back at teardown.
+	KernelTunables map[string]string `json:"kernelTunables,omitempty"`
+	Ready          bool              `json:"ready"`
+	UpSeconds      float64           `json:"upSeconds,omitempty"`
+	Started        time.Time         `json:"started"`
 }
 
 // Proc is one process the lab started.

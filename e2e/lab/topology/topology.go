@@ -77,6 +77,9 @@ type Node struct {
 	Binds     map[string]string // container path -> host path (absolute)
 	Env       map[string]string
 	Namespace string
+	// Labels are the node's labels, defaults and kind included; a kubelet
+	// lab registers each node with those that are valid Kubernetes labels.
+	Labels map[string]string
 }
 
 // Endpoint is one end of a link.
@@ -138,6 +141,7 @@ func Parse(raw []byte, dir string) (*Topology, error) {
 			Router:    merged.Labels[LabelRouter],
 			Namespace: namespace(f.Name, name),
 			Binds:     map[string]string{},
+			Labels:    merged.Labels,
 		}
 		if nd.Kind == "" {
 			nd.Kind = "linux"
