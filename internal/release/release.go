@@ -42,6 +42,9 @@ type Options struct {
 	Created time.Time
 	// License is the licence file put into each image.
 	License string
+	// Platforms the images are built for (default: Platforms). The
+	// kubelet lab builds its nodes' platform only.
+	Platforms []string
 }
 
 // Built is one image written by BuildImages.
@@ -99,7 +102,11 @@ func BuildImages(o Options) ([]Built, error) {
 			Labels:     Labels(o, name),
 			Created:    o.Created,
 		}
-		for _, p := range Platforms {
+		plats := o.Platforms
+		if len(plats) == 0 {
+			plats = Platforms
+		}
+		for _, p := range plats {
 			files := map[string]string{"/" + name: filepath.Join(o.BinDir, strings.ReplaceAll(p, "/", "-"), name)}
 			if o.License != "" {
 				files["/LICENSE"] = o.License

@@ -116,7 +116,9 @@ const (
 )
 
 // The service ranges: addresses that exist only as API objects (e2e/lab/README.md).
-const serviceClusterIPRange = "198.19.0.0/16,2001:db8:ffff::/112"
+// Labs route it towards their nodes so that a ClusterIP is reachable
+// before kube-proxy translates it.
+const ServiceClusterIPRange = "198.19.0.0/16,2001:db8:ffff::/112"
 
 // Start runs etcd, kube-apiserver and, if asked, kube-controller-manager,
 // and returns once the API server is ready. On error everything already
@@ -279,7 +281,7 @@ func (c *Cluster) apiserverFlags(port int) []string {
 		"--service-account-key-file=" + s.saPubFile,
 		"--service-account-signing-key-file=" + s.saKeyFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=" + serviceClusterIPRange,
+		"--service-cluster-ip-range=" + ServiceClusterIPRange,
 		// The ServiceAccount plugin rejects Pods in a namespace whose
 		// "default" ServiceAccount the controller manager has not created
 		// yet (or ever, without it). Nothing here runs containers that

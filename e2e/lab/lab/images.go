@@ -1,106 +1,106 @@
 package lab
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/heraldlb/herald/internal/ociimage"
+	"github.com/heraldlb/herald/internal/release"
 )
 
-// The images of a kubelet lab. They live only in the nodes' containerd
-// stores, imported from an archive the lab builds; the registry's name
-// ends in .invalid, a top-level domain that never resolves, so a pull
-// that should not happen fails at once instead of reaching anywhere.
+// The lab's own images. They live only in the nodes' containerd stores,
+// imported from archives the lab builds; the registry's name ends in
+// .invalid, a top-level domain that never resolves, so a pull that should
+// not happen fails at once instead of reaching anywhere.
 const (
-	PauseImage   = "lab.invalid/herald/pause:lab"
-	BackendImage = "lab.invalid/herald/backend:lab"
+	labRegistry  = "lab.invalid/herald"
+	labTag       = "lab"
+	PauseImage   = labRegistry + "/pause:" + labTag
+	BackendImage = labRegistry + "/backend:" + labTag
 )
+
+// LabVersion is the version the kubelet lab builds herald's release
+// images as; install.yaml's images are overridden to it.
+const LabVersion = "v0.0.0-lab"
 
 // labImage is one image the lab builds from a static binary.
 type labImage struct {
-	Ref        string
-	Binary     string // file in BinDir
-	Entrypoint []string
-	User       string
+	Name   string // repository under labRegistry, and binary in BinDir
+	UserID string
 }
 
-// labImages are the images every kubelet node gets.
+// labImages are the images every kubelet node gets besides herald's.
 var labImages = []labImage{
-	{Ref: PauseImage, Binary: "pause", Entrypoint: []string{"/pause"}, User: "65535:65535"},
-	{Ref: BackendImage, Binary: "backend", Entrypoint: []string{"/backend"}, User: "65532:65532"},
+	{Name: "pause", UserID: "65535:65535"},
+	{Name: "backend", UserID: "65532:65532"},
 }
 
-// writeImageArchive writes the images, each one static binary on an empty
-// base, into one docker-save style archive at path, which
-// `ctr images import` reads.
-func writeImageArchive(path, binDir string, images []labImage) error {
-	refs := map[name.Reference]v1.Image{}
-	for _, im := range images {
-		img, err := binaryImage(filepath.Join(binDir, im.Binary), im.Entrypoint, im.User)
-		if err != nil {
-			return fmt.Errorf("building image %s: %w", im.Ref, err)
-		}
-		ref, err := name.ParseReference(im.Ref)
-		if err != nil {
-			return fmt.Errorf("building image %s: %w", im.Ref, err)
-		}
-		refs[ref] = img
-	}
-	if err := tarball.MultiRefWriteToFile(path, refs); err != nil {
-		return fmt.Errorf("writing image archive %s: %w", path, err)
-	}
-	return nil
-}
+// nodePlatform is the platform of the binaries the lab builds.
+var nodePlatform = "linux/" + runtime.GOARCH
 
-// binaryImage is an image holding only the executable at bin, as
-// /<basename of bin>, run as user.
-func binaryImage(bin string, entrypoint []string, user string) (v1.Image, error) {
-	raw, err := os.ReadFile(bin)
-	if err != nil {
+// buildImageArchives writes every image a kubelet node imports into
+// dir/images: the pause and backend images, and herald's controller and
+// speaker images built by the release code (the same builder and layout
+// as `make images`, for the nodes' platform only) from the binaries in
+// binDir. It returns the archives.
+func buildImageArchives(dir, binDir string) ([]string, error) {
+	out := filepath.Join(dir, "images")
+	if err := os.RemoveAll(out); err != nil {
 		return nil, err
 	}
-	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	if err := tw.WriteHeader(&tar.Header{
-		Name: filepath.Base(bin), Mode: 0o755, Size: int64(len(raw)),
-		Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0),
-	}); err != nil {
+	var archives []string
+	for _, im := range labImages {
+		idx, err := ociimage.Build(ociimage.Spec{
+			Platforms:  map[string]map[string]string{nodePlatform: {"/" + im.Name: filepath.Join(binDir, im.Name)}},
+			Entrypoint: []string{"/" + im.Name},
+			User:       im.UserID,
+			Created:    time.Unix(0, 0).UTC(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("building image %s: %w", im.Name, err)
+		}
+		layout := filepath.Join(out, "oci", im.Name)
+		if err := ociimage.WriteLayout(layout, idx, labRegistry+"/"+im.Name, labTag); err != nil {
+			return nil, err
+		}
+		archive := filepath.Join(out, im.Name+".oci.tar")
+		f, err := os.Create(archive)
+		if err != nil {
+			return nil, err
+		}
+		err = ociimage.WriteArchive(f, layout, time.Unix(0, 0))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		archives = append(archives, archive)
+	}
+	// release.BuildImages reads BinDir/OS-ARCH/NAME.
+	platDir := filepath.Join(out, "bin", strings.ReplaceAll(nodePlatform, "/", "-"))
+	if err := os.MkdirAll(platDir, 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := tw.Write(raw); err != nil {
-		return nil, err
+	for _, name := range release.Images {
+		if err := os.Link(filepath.Join(binDir, name), filepath.Join(platDir, name)); err != nil {
+			return nil, fmt.Errorf("staging %s for its image: %w", name, err)
+		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	content := layer.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(content)), nil
+	built, err := release.BuildImages(release.Options{
+		Version: LabVersion, Revision: "lab", Registry: "ghcr.io/heraldlb",
+		BinDir: filepath.Join(out, "bin"), Dist: out, Created: time.Unix(0, 0).UTC(),
+		Platforms: []string{nodePlatform},
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("building herald's images: %w", err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		return nil, err
+	for _, b := range built {
+		archives = append(archives, b.Archive)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint = entrypoint
-	cf.Config.User = user
-	return mutate.ConfigFile(img, cf)
+	return archives, nil
 }

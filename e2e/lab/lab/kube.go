@@ -31,6 +31,8 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 	if l.opts.Kubelet {
 		kubeletControlPlane(&opts, l.Topo)
+		// install.yaml brings the CRDs, as it does on any cluster.
+		opts.CRDDir = ""
 	}
 	c, err := testcluster.Start(ctx, opts)
 	if err != nil {

@@ -304,9 +304,8 @@ func (l *Lab) startRuntimes(ctx context.Context) error {
 	if err := makeCgroup(labCgroup(l.opts.Instance)); err != nil {
 		return err
 	}
-	archive := filepath.Join(l.StateDir, "images.tar")
 	for i, n := range l.kubeletNodes() {
-		if err := l.startNodeRuntime(ctx, n, i, archive); err != nil {
+		if err := l.startNodeRuntime(ctx, n, i); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
@@ -315,7 +314,7 @@ func (l *Lab) startRuntimes(ctx context.Context) error {
 
 // startNodeRuntime prepares node n (the i-th) and starts its containerd,
 // imports the lab's images and starts its kubelet.
-func (l *Lab) startNodeRuntime(ctx context.Context, n *topology.Node, i int, archive string) error {
+func (l *Lab) startNodeRuntime(ctx context.Context, n *topology.Node, i int) error {
 	dir := l.nodeDir(n.Name)
 	v4, v6, err := podCIDRs(i)
 	if err != nil {
@@ -361,10 +360,12 @@ func (l *Lab) startNodeRuntime(ctx context.Context, n *topology.Node, i int, arc
 		return err
 	}
 	t := time.Now()
-	if out, err := l.ctr(ctx, n.Name, "images", "import", "--snapshotter", "overlayfs", archive); err != nil {
-		return fmt.Errorf("importing the lab's images: %w (%s)", err, out)
+	for _, archive := range l.imageArchives {
+		if out, err := l.ctr(ctx, n.Name, "images", "import", "--snapshotter", "overlayfs", archive); err != nil {
+			return fmt.Errorf("importing image archive %s: %w (%s)", archive, err, out)
+		}
 	}
-	l.log.Debug("images imported", "node", n.Name, "took", since(t))
+	l.log.Info("images imported", "node", n.Name, "took", since(t))
 	return l.startKubelet(n)
 }
 
@@ -449,8 +450,22 @@ func nodeReady(n *corev1.Node) bool {
 
 // routePods adds, in the control-plane namespace and every node's, a
 // route to each other node's Pod ranges through that node, as a cluster's
-// network fabric would.
+// network fabric would; and on the nodes a route for the Service ranges,
+// which would otherwise be unreachable (no default route) before
+// kube-proxy's rules translate them: host-network Pods (the speakers)
+// reach the API server through the "kubernetes" Service.
 func (l *Lab) routePods(ctx context.Context) error {
+	for _, n := range l.kubeletNodes() {
+		iface := l.Topo.Iface(n.Name, topology.RoleSwitch)
+		for _, r := range strings.Split(testcluster.ServiceClusterIPRange, ",") {
+			if strings.Contains(r, ":") && !n.Address6.IsValid() {
+				continue
+			}
+			if _, err := netns.IP(ctx, "-n", n.Namespace, "route", "replace", r, "dev", iface); err != nil {
+				return err
+			}
+		}
+	}
 	targets := append(l.Topo.ByRole(topology.RoleControlPlane), l.kubeletNodes()...)
 	for i, n := range l.kubeletNodes() {
 		v4, v6, err := podCIDRs(i)

@@ -84,6 +84,9 @@ type Lab struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	// imageArchives are the OCI archives every kubelet node imports.
+	imageArchives []string
+
 	mu    sync.Mutex
 	state *State
 	cmds  map[int]*exec.Cmd // owned processes by pid
@@ -297,9 +300,11 @@ func (l *Lab) buildImages() error {
 		return nil
 	}
 	t := time.Now()
-	if err := writeImageArchive(filepath.Join(l.StateDir, "images.tar"), l.BinDir, labImages); err != nil {
+	archives, err := buildImageArchives(l.StateDir, l.BinDir)
+	if err != nil {
 		return err
 	}
+	l.imageArchives = archives
 	l.log.Info("images built", "took", since(t))
 	return nil
 }

@@ -25,7 +25,9 @@ const (
 
 func (l *Lab) startNodes(ctx context.Context) error {
 	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
-	if _, err := l.start(cp.Name, "herald-controller", filepath.Join(l.BinDir, "herald-controller"),
+	if l.opts.Kubelet {
+		// Pods from install.yaml, once kube-proxy runs (installHerald).
+	} else if _, err := l.start(cp.Name, "herald-controller", filepath.Join(l.BinDir, "herald-controller"),
 		"--kubeconfig", l.Kubeconfig, "--log-level", "debug",
 		"--metrics-addr", net.JoinHostPort(cp.Address.String(), strconv.Itoa(controllerMetricsPort))); err != nil {
 		return err
@@ -61,9 +63,15 @@ func (l *Lab) startNodes(ctx context.Context) error {
 			"--v=1"}, proxyArgs...)...); err != nil {
 			return err
 		}
+		if l.opts.Kubelet {
+			continue
+		}
 		if err := l.StartSpeaker(n.Name); err != nil {
 			return err
 		}
+	}
+	if l.opts.Kubelet {
+		return l.installHerald(ctx)
 	}
 	return nil
 }
@@ -150,9 +158,13 @@ func (l *Lab) waitHTTP(ctx context.Context, ns, url, what string) error {
 // nftables table in place, speakers and the controller ready.
 func (l *Lab) waitReady(ctx context.Context) error {
 	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
-	if err := l.waitHTTP(ctx, cp.Namespace, "http://"+net.JoinHostPort(cp.Address.String(), strconv.Itoa(controllerMetricsPort))+"/readyz",
-		"herald-controller"); err != nil {
-		return err
+	// A kubelet lab's controller is a Pod, whose readiness its rollout
+	// covered.
+	if !l.opts.Kubelet {
+		if err := l.waitHTTP(ctx, cp.Namespace, "http://"+net.JoinHostPort(cp.Address.String(), strconv.Itoa(controllerMetricsPort))+"/readyz",
+			"herald-controller"); err != nil {
+			return err
+		}
 	}
 	for _, n := range l.Topo.ByRole(topology.RoleNode) {
 		if err := l.waitHTTP(ctx, n.Namespace, "http://127.0.0.1:"+strconv.Itoa(kubeProxyHealthPort)+"/healthz", "kube-proxy on "+n.Name); err != nil {
