@@ -29,7 +29,7 @@ func demo(_ []string, _ *slog.Logger) error {
 	step("bringing up the layer-2 lab (%s)", demoTopology)
 	if st, err := lab.LoadState(lab.StateDir("l2")); err == nil && st.Ready {
 		fmt.Println("(already up: reusing it; `make demo-down` first for a fresh one)")
-	} else if err := upDetached(demoTopology, "", false); err != nil {
+	} else if err := upDetached(demoTopology, "", lab.KubeletFromEnv()); err != nil {
 		return err
 	}
 	l, err := lab.Attach(lab.StateDir("l2"))
@@ -148,8 +148,17 @@ func demo(_ []string, _ *slog.Logger) error {
 	}
 
 	cp := l.Topo.ByRole("controlplane")[0]
+	if l.State().Kubelet {
+		step("the cluster (the kubelet restarted the killed speaker's container)")
+		time.Sleep(2 * time.Second)
+		out, err := l.Kubectl(ctx, "get", "nodes,pods", "-A", "-o", "wide")
+		if err != nil {
+			return err
+		}
+		fmt.Print(out)
+	}
 	step("the lab stays up; poke around")
-	fmt.Printf("    ip netns exec %s kubectl --kubeconfig %s get svc,ippools,endpointslices,events\n", cp.Namespace, l.Kubeconfig)
+	fmt.Printf("    ip netns exec %s %s --kubeconfig %s get svc,ippools,endpointslices,events\n", cp.Namespace, l.KubectlPath(), l.Kubeconfig)
 	fmt.Printf("    ip netns exec %s curl http://%s/\n", l.Node(client).Namespace, vip)
 	fmt.Printf("    ip netns exec %s ip neigh; ip netns exec %s nft list ruleset\n", l.Node(client).Namespace, l.Node("node2").Namespace)
 	fmt.Printf("    go run ./e2e/lab status l2;  logs in %s/logs/\n", l.StateDir)

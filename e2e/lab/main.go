@@ -213,7 +213,7 @@ func printInfo(l *lab.Lab) {
 	st := l.State()
 	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
 	fmt.Printf("lab %s up in %.1fs; state in %s\n", st.Name, st.UpSeconds, l.StateDir)
-	fmt.Printf("  kubectl:   ip netns exec %s kubectl --kubeconfig %s get nodes,svc,pods -A\n", cp.Namespace, l.Kubeconfig)
+	fmt.Printf("  kubectl:   ip netns exec %s %s --kubeconfig %s get nodes,svc,pods -A -o wide\n", cp.Namespace, l.KubectlPath(), l.Kubeconfig)
 	for _, n := range l.Topo.Nodes {
 		if n.Kind == "bridge" {
 			continue

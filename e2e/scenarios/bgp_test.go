@@ -74,7 +74,7 @@ func upBGPLab() error {
 	start := time.Now()
 	l, err := lab.Up(ctx, lab.Options{
 		Topology: filepath.Join("..", "topologies", "bgp.clab.yml"),
-		Instance: "e2ebgp", StateDir: dir, Log: log,
+		Instance: "e2ebgp", StateDir: dir, Log: log, Kubelet: lab.KubeletFromEnv(),
 	})
 	if err != nil {
 		return err

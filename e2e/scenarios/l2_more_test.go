@@ -81,7 +81,8 @@ func wantRefusedEvent(t *testing.T, l *lab.Lab, name string, addr netip.Addr) {
 // backends registers app's backends on nodes, removed at cleanup.
 func backends(t *testing.T, app string, nodes ...string) {
 	t.Helper()
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := ctxFor(t, 3*time.Minute) // a kubelet lab's backends are Pods
+
 	for _, n := range nodes {
 		if err := theLab.AddBackend(ctx, "default", app, n); err != nil {
 			t.Fatal(err)

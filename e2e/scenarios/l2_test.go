@@ -4,6 +4,7 @@ package scenarios
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -20,7 +21,8 @@ import (
 // its addresses (IPv4 first).
 func service(t *testing.T, name string, local, dual bool, backends ...string) []netip.Addr {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Backends of a kubelet lab are Pods, started one after another.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	l := theLab
 	// One pool for all scenarios; every Service gets its own address.
@@ -306,4 +308,81 @@ func waitGone(p lab.Proc, d time.Duration) bool {
 
 func getOnce(ctx context.Context, hc *http.Client, addr netip.Addr) (lab.Reply, error) {
 	return lab.Get(ctx, hc, addr, 80)
+}
+
+// A rolling restart of the speaker DaemonSet, as an operator runs it
+// (`kubectl rollout restart daemonset`), while a client requests each of
+// three addresses every 10 ms: every speaker is replaced, one node at a
+// time, and no request may fail. Requests reset at a handover are counted
+// apart (see TestGracefulSpeakerRestart). Kubelet labs only.
+func TestSpeakerRollingRestart(t *testing.T) {
+	l := theLab
+	if _, ok := l.Proc(l.Nodes()[0], "kubelet"); !ok {
+		t.Skip("the lab runs no kubelet (HERALD_LAB_MODE=process): no DaemonSet to restart")
+	}
+	ctx := context.Background()
+	if err := l.CreatePool(ctxFor(t, 30*time.Second), "e2e", "198.51.100.200/29", "2001:db8:100::200/125"); err != nil {
+		t.Fatal(err)
+	}
+	backends(t, "roll", l.Nodes()...)
+	var vips []netip.Addr
+	for _, name := range []string{"roll1", "roll2", "roll3"} {
+		apply(t, lab.NewLBService(name, "roll", 80))
+		if err := l.WaitEndpoints(ctxFor(t, 30*time.Second), "default", name, len(l.Nodes())); err != nil {
+			t.Fatal(err)
+		}
+		vips = append(vips, ingress(t, name))
+	}
+	for _, v := range vips {
+		settle(t, v)
+	}
+	before := map[string]string{}
+	for _, n := range l.Nodes() {
+		p, _ := l.Proc(n, "herald-speaker")
+		before[n] = fmt.Sprint(p.PID)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	results := make(chan []lab.Probe, len(vips))
+	for _, v := range vips {
+		go func() { results <- l.ProbeEvery(pctx, l.Client(), v, 80, 10*time.Millisecond, time.Second) }()
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	err := l.RolloutRestartSpeakers(ctx)
+	took := time.Since(start)
+	time.Sleep(time.Second)
+	stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, resets, total := 0, 0, 0
+	var failedAt []time.Time
+	for range vips {
+		for _, p := range <-results {
+			total++
+			switch {
+			case p.Err == nil:
+			case strings.Contains(p.Err.Error(), "connection reset by peer"):
+				resets++
+			default:
+				failed++
+				failedAt = append(failedAt, p.Sent)
+				t.Logf("failed probe sent %s: %v", p.Sent.Format("15:04:05.000"), p.Err)
+			}
+		}
+	}
+	for _, n := range l.Nodes() {
+		if p, ok := l.Proc(n, "herald-speaker"); !ok || fmt.Sprint(p.PID) == before[n] {
+			t.Errorf("the speaker on %s was not replaced (pid before %s, now %d)", n, before[n], p.PID)
+		}
+	}
+	t.Logf("ROLLING RESTART (kubectl rollout restart daemonset/herald-speaker, %v): %d of %d requests at 10 ms to %d addresses failed, %d reset",
+		took.Round(time.Millisecond), failed, total, len(vips), resets)
+	if failed > 0 {
+		logsAround(t, failedAt, 2*time.Second)
+		t.Errorf("%d requests failed during a rolling restart of the speakers; want 0", failed)
+	}
+	if resets > len(l.Nodes()) {
+		t.Errorf("%d requests reset; at most one per handover (%d nodes) is expected", resets, len(l.Nodes()))
+	}
 }

@@ -48,7 +48,7 @@ func run(m *testing.M) int {
 	start := time.Now()
 	l, err := lab.Up(ctx, lab.Options{
 		Topology: filepath.Join("..", "topologies", "l2.clab.yml"),
-		Instance: "e2e", StateDir: stateDir, Log: log,
+		Instance: "e2e", StateDir: stateDir, Log: log, Kubelet: lab.KubeletFromEnv(),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "*** FAIL: bringing up the lab: %v ***\n", err)
@@ -102,6 +102,9 @@ func runsL2Scenarios() bool {
 // dumpLogs prints the tails of the lab processes' logs for a failed run.
 func dumpLogs(dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+	// A kubelet lab's Pods log into their node's Pod log directory.
+	pods, _ := filepath.Glob(filepath.Join(dir, "nodes", "*", "pod-logs", "*", "*", "*.log"))
+	files = append(files, pods...)
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
@@ -110,6 +113,7 @@ func dumpLogs(dir string) {
 		if len(raw) > 3000 {
 			raw = raw[len(raw)-3000:]
 		}
-		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", filepath.Base(f), raw)
+		rel, _ := filepath.Rel(dir, f)
+		fmt.Fprintf(os.Stderr, "--- %s (tail)\n%s\n", rel, raw)
 	}
 }

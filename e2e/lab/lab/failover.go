@@ -18,8 +18,10 @@ type Failover struct {
 	Errors   []string // the first few probe errors
 }
 
-// KillNode makes node die as the failover target (docs/design.md#targets) measures it: its switch link is cut
-// and its speaker SIGKILLed, while the client probes vip:port every 10 ms
+// KillNode makes node die as the failover target (docs/design.md#targets)
+// is measured: its switch link is cut and its speaker SIGKILLed (in a
+// kubelet lab: the node stopped, StopNode), while the client probes
+// vip:port every 10 ms
 // (1 s timeout each). It returns once the client's neighbour entry for vip
 // names another node (or after 15 s) and the probes have settled; the node
 // stays dead (see Revive).
@@ -36,7 +38,12 @@ func (l *Lab) KillNode(ctx context.Context, node string, vip netip.Addr, port in
 	// Measured from here: once `ip link set down` has returned nothing
 	// can reach the node any more.
 	cut := time.Now()
-	if err := l.Kill(node, "herald-speaker", syscall.SIGKILL); err != nil {
+	if l.kubelet() {
+		// The whole machine dies: kubelet, containerd and every Pod.
+		if err := l.StopNode(ctx, node); err != nil {
+			return f, err
+		}
+	} else if err := l.Kill(node, "herald-speaker", syscall.SIGKILL); err != nil {
 		return f, err
 	}
 	for time.Since(cut) < 15*time.Second {
@@ -72,7 +79,17 @@ func (l *Lab) KillNode(ctx context.Context, node string, vip netip.Addr, port in
 
 // Revive brings a node killed by KillNode back: link up, speaker started
 // and ready, and a moment for memberlist to take it in again.
+//
+// In a kubelet lab a node whose kubelet was stopped (StopNode) boots
+// again: containerd and kubelet start, and the kubelet starts its Pods.
 func (l *Lab) Revive(ctx context.Context, node string) error {
+	if l.kubelet() {
+		if p, ok := l.Proc(node, "kubelet"); !ok || !p.Alive() {
+			if err := l.StartNode(ctx, node); err != nil {
+				return err
+			}
+		}
+	}
 	if err := l.LinkUp(ctx, node); err != nil {
 		return err
 	}

@@ -186,7 +186,19 @@ func (l *Lab) WaitServiceEvent(ctx context.Context, ns, name, reason string, tim
 // wait until it has exited and the other speakers report it gone, start it
 // again, and wait until it is ready and every speaker reports all nodes
 // as members again.
+//
+// In a kubelet lab it deletes node's speaker Pod, which the kubelet stops
+// with SIGTERM and the DaemonSet replaces.
 func (l *Lab) RestartSpeaker(ctx context.Context, node string) error {
+	if l.kubelet() {
+		if err := l.deleteSpeakerPod(ctx, node); err != nil {
+			return err
+		}
+		if err := l.WaitMembers(ctx, l.Nodes(), l.Nodes(), 30*time.Second); err != nil {
+			return fmt.Errorf("after restarting the speaker on %s: %w", node, err)
+		}
+		return nil
+	}
 	p, ok := l.Proc(node, "herald-speaker")
 	if !ok {
 		return fmt.Errorf("no speaker on %s", node)

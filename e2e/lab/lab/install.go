@@ -21,11 +21,14 @@ import (
 // applies it.
 const installManifest = "manifests/install.yaml"
 
+// KubectlPath is the pinned kubectl (hack/k8sbin.sh builds it).
+func (l *Lab) KubectlPath() string { return filepath.Join(l.k8sBinDir(), "kubectl") }
+
 // Kubectl runs the pinned kubectl with the lab's admin kubeconfig from
 // the control-plane namespace and returns its combined output.
 func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
 	cp := l.Topo.ByRole(topology.RoleControlPlane)[0]
-	argv := append([]string{filepath.Join(l.k8sBinDir(), "kubectl"), "--kubeconfig", l.Kubeconfig}, args...)
+	argv := append([]string{l.KubectlPath(), "--kubeconfig", l.Kubeconfig}, args...)
 	return netns.Run(ctx, cp.Namespace, argv...)
 }
 

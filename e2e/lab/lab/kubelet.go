@@ -455,34 +455,43 @@ func nodeReady(n *corev1.Node) bool {
 // kube-proxy's rules translate them: host-network Pods (the speakers)
 // reach the API server through the "kubernetes" Service.
 func (l *Lab) routePods(ctx context.Context) error {
-	for _, n := range l.kubeletNodes() {
-		iface := l.Topo.Iface(n.Name, topology.RoleSwitch)
+	targets := append(l.Topo.ByRole(topology.RoleControlPlane), l.kubeletNodes()...)
+	for _, t := range targets {
+		if err := l.routeFrom(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routeFrom adds the routes of routePods in t's namespace. They go with
+// the link: LinkUp adds them again.
+func (l *Lab) routeFrom(ctx context.Context, t *topology.Node) error {
+	if t.Role == topology.RoleNode {
+		iface := l.Topo.Iface(t.Name, topology.RoleSwitch)
 		for _, r := range strings.Split(testcluster.ServiceClusterIPRange, ",") {
-			if strings.Contains(r, ":") && !n.Address6.IsValid() {
+			if strings.Contains(r, ":") && !t.Address6.IsValid() {
 				continue
 			}
-			if _, err := netns.IP(ctx, "-n", n.Namespace, "route", "replace", r, "dev", iface); err != nil {
+			if _, err := netns.IP(ctx, "-n", t.Namespace, "route", "replace", r, "dev", iface); err != nil {
 				return err
 			}
 		}
 	}
-	targets := append(l.Topo.ByRole(topology.RoleControlPlane), l.kubeletNodes()...)
 	for i, n := range l.kubeletNodes() {
+		if t.Name == n.Name {
+			continue
+		}
 		v4, v6, err := podCIDRs(i)
 		if err != nil {
 			return err
 		}
-		for _, t := range targets {
-			if t.Name == n.Name {
-				continue
-			}
-			if _, err := netns.IP(ctx, "-n", t.Namespace, "route", "replace", v4.String(), "via", n.Address.String()); err != nil {
+		if _, err := netns.IP(ctx, "-n", t.Namespace, "route", "replace", v4.String(), "via", n.Address.String()); err != nil {
+			return err
+		}
+		if n.Address6.IsValid() && t.Address6.IsValid() {
+			if _, err := netns.IP(ctx, "-n", t.Namespace, "-6", "route", "replace", v6.String(), "via", n.Address6.String()); err != nil {
 				return err
-			}
-			if n.Address6.IsValid() && t.Address6.IsValid() {
-				if _, err := netns.IP(ctx, "-n", t.Namespace, "-6", "route", "replace", v6.String(), "via", n.Address6.String()); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -534,6 +543,8 @@ func (l *Lab) StartNode(ctx context.Context, node string) error {
 	if err := l.LinkUp(ctx, node); err != nil {
 		return err
 	}
+	// The killed shims left their tasks' state behind; containerd
+	// cleans it up itself at start.
 	if err := l.startContainerd(ctx, node); err != nil {
 		return err
 	}

@@ -60,6 +60,15 @@ type Options struct {
 // BinDirEnv names prebuilt binaries for Options.BinDir.
 const BinDirEnv = "HERALD_LAB_BINDIR"
 
+// ModeEnv chooses the nodes of the labs that scenarios, benches and the
+// demo bring up: "process" for hand-written nodes with herald's binaries
+// as processes, anything else (the default) for kubelet nodes
+// (Options.Kubelet).
+const ModeEnv = "HERALD_LAB_MODE"
+
+// KubeletFromEnv reports whether ModeEnv asks for kubelet nodes.
+func KubeletFromEnv() bool { return os.Getenv(ModeEnv) != "process" }
+
 // BackendPort is where every node's backend listens (host network).
 const BackendPort = 8080
 

@@ -104,11 +104,18 @@ func (l *Lab) LinkDown(ctx context.Context, node string) error {
 	return err
 }
 
-// LinkUp reverses LinkDown.
+// LinkUp reverses LinkDown. The kernel dropped the routes through the
+// link when it went down; a kubelet lab's Pod and Service routes are
+// added again.
 func (l *Lab) LinkUp(ctx context.Context, node string) error {
 	n := l.Node(node)
-	_, err := netns.IP(ctx, "-n", n.Namespace, "link", "set", l.Topo.Iface(node, topology.RoleSwitch), "up")
-	return err
+	if _, err := netns.IP(ctx, "-n", n.Namespace, "link", "set", l.Topo.Iface(node, topology.RoleSwitch), "up"); err != nil {
+		return err
+	}
+	if l.kubelet() {
+		return l.routeFrom(ctx, n)
+	}
+	return nil
 }
 
 // Exec runs argv in node's namespace and returns its output.

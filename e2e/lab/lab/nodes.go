@@ -77,7 +77,14 @@ func (l *Lab) startNodes(ctx context.Context) error {
 }
 
 // StartSpeaker starts (or restarts, after Kill) herald-speaker on node.
+// In a kubelet lab the kubelet restarts the speaker container itself:
+// this waits until a speaker runs on node and is ready.
 func (l *Lab) StartSpeaker(node string) error {
+	if l.kubelet() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return l.waitSpeakerPod(ctx, node, Proc{})
+	}
 	n := l.Node(node)
 	sandbox, err := speakerSandbox(l.opts.RepoRoot)
 	if err != nil {

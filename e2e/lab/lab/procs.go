@@ -56,7 +56,13 @@ func (l *Lab) startCmd(node, name string, cmd *exec.Cmd) (Proc, error) {
 }
 
 // Proc returns the last process called name started on node.
+//
+// In a kubelet lab, herald-speaker is the speaker container's process on
+// node, found in the node's Pod cgroups.
 func (l *Lab) Proc(node, name string) (Proc, bool) {
+	if name == "herald-speaker" && l.kubelet() {
+		return l.podProc(node, name)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state.Proc(node, name)
