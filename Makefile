@@ -111,6 +111,7 @@ release: ## Everything a release ships into $(DIST)/ (VERSION=vX.Y.Z required): 
 	cd $(DIST) && sha256sum -c --quiet SHA256SUMS && ls -l
 
 ##@ Lab (network namespaces; needs root)
+# Kubelet nodes unless HERALD_LAB_MODE=process (see e2e/lab/README.md).
 
 LAB := bin/herald-lab
 BENCH_LAB_OUT ?= e2e/lab/bench-failover.txt
@@ -122,7 +123,7 @@ lab-bin:
 	CGO_ENABLED=0 go build -trimpath -o $(LAB) ./e2e/lab
 
 .PHONY: demo
-demo: k8sbin lab-bin ## Bring up the layer-2 lab, give a Service an address, show a client reaching it and a failover.
+demo: k8sbin lab-bin ## Bring up the layer-2 lab (kubelet nodes, herald from install.yaml), give a Service an address, show a client reaching it and a failover.
 	$(LAB) demo
 
 .PHONY: demo-down

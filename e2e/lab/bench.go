@@ -30,7 +30,7 @@ func benchFailover(args []string, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Topology: "e2e/topologies/l2.clab.yml", Instance: "bench", Log: log})
+	l, err := lab.Up(ctx, lab.Options{Topology: "e2e/topologies/l2.clab.yml", Instance: "bench", Log: log, Kubelet: lab.KubeletFromEnv()})
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func appendTable(file, table string) error {
 // benchLab brings up an l2 lab of its own (instance name distinct from the
 // demo's, the tests' and bench-failover's) with IPPool "bench".
 func benchLab(ctx context.Context, instance string, log *slog.Logger) (*lab.Lab, error) {
-	l, err := lab.Up(ctx, lab.Options{Topology: "e2e/topologies/l2.clab.yml", Instance: instance, Log: log})
+	l, err := lab.Up(ctx, lab.Options{Topology: "e2e/topologies/l2.clab.yml", Instance: instance, Log: log, Kubelet: lab.KubeletFromEnv()})
 	if err != nil {
 		return nil, err
 	}
