@@ -72,11 +72,11 @@ func (l *Lab) installHerald(ctx context.Context) error {
 		{"wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"},
 	}
 	for _, args := range steps {
-		if out, err := l.Kubectl(ctx, args...); err != nil {
+		out, err := l.Kubectl(ctx, args...)
+		if err != nil {
 			return fmt.Errorf("installing herald: %w", err)
-		} else {
-			l.log.Debug("kubectl", "args", strings.Join(args, " "), "out", out)
 		}
+		l.log.Debug("kubectl", "args", strings.Join(args, " "), "out", out)
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
