@@ -96,6 +96,11 @@ type Lab struct {
 	// imageArchives are the OCI archives every kubelet node imports.
 	imageArchives []string
 
+	// instanceLock is held while this process owns the lab: a second Up
+	// of the same instance (its namespaces have the same names) fails at
+	// once instead of deleting the live lab's namespaces as leftovers.
+	instanceLock *os.File
+
 	mu    sync.Mutex
 	state *State
 	cmds  map[int]*exec.Cmd // owned processes by pid
@@ -140,7 +145,11 @@ func Up(ctx context.Context, opts Options) (_ *Lab, err error) {
 		log: opts.Log, owned: true, opts: opts,
 		cmds: map[int]*exec.Cmd{}, done: map[int]chan struct{}{},
 	}
+	if l.instanceLock, err = lockInstance(opts.Instance); err != nil {
+		return nil, err
+	}
 	if err := l.claimStateDir(); err != nil {
+		_ = l.instanceLock.Close()
 		return nil, err
 	}
 	abs, _ := filepath.Abs(opts.Topology)
@@ -220,6 +229,24 @@ func (l *Lab) UpTime() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return time.Duration(l.state.UpSeconds * float64(time.Second))
+}
+
+// lockInstance takes the lock of instance for this process's lifetime or
+// until Down: an exclusive flock on a file under StateRoot.
+func lockInstance(instance string) (*os.File, error) {
+	if err := os.MkdirAll(StateRoot, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(StateRoot, instance+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lab instance %q is in use by another process (namespaces %slab-%s-*): wait for it, or take the team lock before running labs: %w",
+			instance, topology.NamespacePrefix, instance, err)
+	}
+	return f, nil
 }
 
 // claimStateDir refuses a lab that is still running and clears a stale one.
@@ -364,6 +391,10 @@ func (l *Lab) Down() error {
 		return DownDir(l.StateDir, l.log)
 	}
 	errs = append(errs, DownDir(l.StateDir, l.log))
+	if l.instanceLock != nil {
+		_ = l.instanceLock.Close()
+		l.instanceLock = nil
+	}
 	return errors.Join(errs...)
 }
 
