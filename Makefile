@@ -25,7 +25,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 TEST_TAGS := $(if $(IS_ROOT),privileged,)
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
-GO_MODULES := . e2e/k8sbin e2e/etcdbin e2e/containerdbin hack/tools
+GO_MODULES := . e2e/k8sbin e2e/k8sbin-min e2e/etcdbin e2e/containerdbin hack/tools
 
 ##@ General
 
@@ -61,14 +61,18 @@ fmt: ## gofmt every Go file.
 k8sbin: ## Build (once, cached) etcd, the Kubernetes binaries and containerd for the tests and the lab.
 	hack/k8sbin.sh
 
+.PHONY: k8sbin-min
+k8sbin-min: ## Build (once, cached) the kube-apiserver of the oldest supported Kubernetes, for `make test`.
+	hack/k8sbin-min.sh
+
 .PHONY: test
-test: k8sbin ## Unit, integration (real API server) and, as root, privileged and lab tests.
+test: k8sbin k8sbin-min ## Unit, integration (real API server) and, as root, privileged and lab tests.
 	@if [ -z "$(IS_ROOT)" ]; then echo "WARNING: not root: privileged tests (network namespaces, raw sockets, the lab) are NOT compiled in and do NOT run"; else hack/lab-deps.sh; fi
-	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -tags '$(TEST_TAGS)' -timeout 40m -count=1 ./...
+	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" HERALD_K8S_MIN_BIN_DIR="$$(hack/k8sbin-min.sh | tail -n1)" go test -tags '$(TEST_TAGS)' -timeout 40m -count=1 ./...
 
 .PHONY: test-race
-test-race: k8sbin ## The test suite under the race detector.
-	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -race -tags '$(TEST_TAGS)' -timeout 60m -count=1 ./...
+test-race: k8sbin k8sbin-min ## The test suite under the race detector.
+	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" HERALD_K8S_MIN_BIN_DIR="$$(hack/k8sbin-min.sh | tail -n1)" go test -race -tags '$(TEST_TAGS)' -timeout 60m -count=1 ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each.

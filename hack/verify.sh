@@ -14,7 +14,7 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 
-for m in . e2e/k8sbin e2e/etcdbin e2e/containerdbin hack/tools; do
+for m in . e2e/k8sbin e2e/k8sbin-min e2e/etcdbin e2e/containerdbin hack/tools; do
   [ -f "$m/go.mod" ] || continue
   if ! (cd "$m" && go mod tidy -diff >/dev/null); then
     echo "$m: go.mod/go.sum not tidy; run 'cd $m && go mod tidy':" >&2

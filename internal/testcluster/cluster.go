@@ -41,6 +41,12 @@ type Options struct {
 	// --flag=value form; one with the name of a default flag replaces it.
 	// The address and port flags must not be overridden.
 	ExtraAPIServerArgs []string
+	// APIServer, if set, is the path of a kube-apiserver binary to run
+	// instead of BinDir's, such as an older release's
+	// ([MinimumAPIServer]); etcd still comes from BinDir. It cannot be
+	// combined with ControllerManager, whose version must not be newer
+	// than the API server's.
+	APIServer string
 
 	// NetNS, if set, names a network namespace (as `ip netns` knows it)
 	// in which every process runs, for labs whose nodes live in
@@ -129,15 +135,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dataDir, err := makeDataDir()
-	if err != nil {
-		return nil, err
-	}
 	if opts.Address == "" {
 		opts.Address = "127.0.0.1"
 	}
 	if net.ParseIP(opts.Address) == nil {
 		return nil, fmt.Errorf("options: address %q is not an IP address", opts.Address)
+	}
+	if opts.APIServer != "" && opts.ControllerManager {
+		return nil, errors.New("options: ControllerManager cannot run with another kube-apiserver than the one in the bin dir")
+	}
+	dataDir, err := makeDataDir()
+	if err != nil {
+		return nil, err
 	}
 	c := &Cluster{BinDir: binDir, DataDir: dataDir, opts: opts}
 	defer func() {
@@ -192,6 +201,9 @@ func (c *Cluster) spawn(name string, args []string) (*process, error) {
 	}
 	c.logClosers = append(c.logClosers, closer)
 	bin := filepath.Join(c.BinDir, name)
+	if name == binAPIServer && c.opts.APIServer != "" {
+		bin = c.opts.APIServer
+	}
 	if c.opts.NetNS != "" {
 		// ip execs the binary, so the pid stays the binary's own.
 		args = append([]string{"netns", "exec", c.opts.NetNS, bin}, args...)
