@@ -35,9 +35,9 @@ import (
 	"github.com/heraldlb/herald/internal/bgp"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
-	"github.com/heraldlb/herald/internal/election"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/privilege"
 	"github.com/heraldlb/herald/internal/speaker"
 )
@@ -67,20 +67,20 @@ type flags struct {
 
 func parse(args []string) *flags {
 	f := &flags{}
-	pi, pt, sm, gi := election.DefaultTiming()
+	pi, pt, sm, gi := membership.DefaultTiming()
 	fs := flag.NewFlagSet("herald-speaker", flag.ExitOnError)
 	f.common.Register(fs)
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, from the downward API)")
 	fs.StringVar(&f.bindAddr, "bind-addr", "", "memberlist address (default: this node's InternalIP from its Node object)")
-	fs.IntVar(&f.port, "memberlist-port", election.DefaultPort, "memberlist TCP and UDP port")
+	fs.IntVar(&f.port, "memberlist-port", membership.DefaultPort, "memberlist TCP and UDP port")
 	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the base64 of a 16-, 24- or 32-byte memberlist key (mounted from a Secret); required unless --memberlist-insecure")
 	fs.BoolVar(&f.insecure, "memberlist-insecure", false, "labs only: memberlist traffic unencrypted and unauthenticated")
 	fs.StringVar(&f.kubeProxyURL, "kube-proxy-health-url", "http://127.0.0.1:10256/healthz", "kube-proxy health endpoint gating this node's announcements; empty disables")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&f.class, "load-balancer-class", "herald.dev/lb", "spec.loadBalancerClass handled by herald")
 	fs.BoolVar(&f.onlyClass, "only-class", false, "handle only Services of --load-balancer-class (default: Services with no class too)")
-	// The timing defaults target SPEC §5's sub-second failover; their
-	// reasons are documented in internal/election.
+	// The timing defaults target sub-second failover; their reasons are
+	// documented in internal/membership.
 	fs.DurationVar(&f.probeInterval, "memberlist-probe-interval", pi, "how often each speaker probes another (failure detection scales with it)")
 	fs.DurationVar(&f.probeTimeout, "memberlist-probe-timeout", pt, "how long a direct probe waits before indirect probes")
 	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
@@ -226,7 +226,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 
 	// Membership never depends on the API server once started: the
 	// election keeps working through an API outage (fail static).
-	members, err := election.Start(ctx, election.Config{
+	members, err := membership.Start(ctx, membership.Config{
 		NodeName: f.nodeName, BindAddr: bind, Port: f.port, Key: key,
 		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout,
 		SuspicionMult: f.suspicionMult, GossipInterval: f.gossipInterval,

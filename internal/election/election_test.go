@@ -292,7 +292,7 @@ func TestSpread(t *testing.T) {
 	}
 }
 
-// TestSpreadSmall: SPEC §5, 24 addresses over 3 nodes: every node owns some
+// TestSpreadSmall: 24 addresses over 3 nodes: every node owns some
 // (3–13 each).
 func TestSpreadSmall(t *testing.T) {
 	for _, ns := range nodeSets(3) {

@@ -18,8 +18,8 @@ import (
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
-	"github.com/heraldlb/herald/internal/election"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/testcluster"
 )
 
@@ -83,7 +83,7 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 	peer("locked", "198.51.100.3", "", &heraldv1.SecretKeyRef{Name: "bgp-auth", Key: "password"})
 
 	port := freePort(t, []netip.Addr{ip})
-	members, err := election.Start(ctx, election.Config{NodeName: "node-p", BindAddr: ip, Port: port})
+	members, err := membership.Start(ctx, membership.Config{NodeName: "node-p", BindAddr: ip, Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}

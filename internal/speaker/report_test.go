@@ -13,13 +13,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/membership"
 )
 
 type oneMember struct{ name string }
 
-func (m oneMember) Members() []election.Member {
-	return []election.Member{{Name: m.name, Healthy: true}}
+func (m oneMember) Members() []membership.Member {
+	return []membership.Member{{Name: m.name, Healthy: true}}
 }
 func (oneMember) Changed() <-chan struct{}               { return nil }
 func (oneMember) SetPeers([]netip.AddrPort)              {}

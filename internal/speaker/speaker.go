@@ -36,6 +36,7 @@ import (
 	heraldlisters "github.com/heraldlb/herald/internal/client/listers/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/election"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/membership"
 )
 
 // L2Announcer answers ARP/NDP for exactly the addresses it was last given.
@@ -117,7 +118,7 @@ type BGPPeer struct {
 
 // Membership is the speakers' cluster as the decision needs it.
 type Membership interface {
-	Members() []election.Member
+	Members() []membership.Member
 	Changed() <-chan struct{}
 	SetPeers(addrs []netip.AddrPort)
 	SetHealthy(ctx context.Context, healthy bool) error
@@ -631,7 +632,7 @@ func (s *Speaker) service(key string) *corev1.Service {
 }
 
 func (s *Speaker) nodeInfos() []election.NodeInfo {
-	members := map[string]election.Member{}
+	members := map[string]membership.Member{}
 	healthy := 0
 	for _, m := range s.cfg.Membership.Members() {
 		members[m.Name] = m

@@ -18,15 +18,15 @@ import (
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
-	"github.com/heraldlb/herald/internal/election"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/testcluster"
 )
 
 type testNode struct {
 	name    string
 	addr    netip.Addr
-	members *election.Cluster
+	members *membership.Cluster
 	l2      *Recorder[L2Announcement]
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -62,7 +62,7 @@ func freePort(t *testing.T, addrs []netip.Addr) int {
 func startNode(t *testing.T, kube kubernetes.Interface, herald versioned.Interface, name string, addr netip.Addr, port int) *testNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	members, err := election.Start(ctx, election.Config{NodeName: name, BindAddr: addr, Port: port})
+	members, err := membership.Start(ctx, membership.Config{NodeName: name, BindAddr: addr, Port: port})
 	if err != nil {
 		t.Fatalf("starting memberlist for %s: %v", name, err)
 	}

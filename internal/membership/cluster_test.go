@@ -1,4 +1,4 @@
-package election
+package membership
 
 import (
 	"bytes"
@@ -433,19 +433,19 @@ func TestLogWriter(t *testing.T) {
 func TestMetaFormat(t *testing.T) {
 	c := &Cluster{}
 	d := delegate{c}
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 0}) || metaHealthy(got) {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 0}) || decodeMeta(got).healthy {
 		t.Errorf("unhealthy meta = %v", got)
 	}
 	c.healthy.Store(true)
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 1}) || !metaHealthy(got) {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 1}) || !decodeMeta(got).healthy {
 		t.Errorf("healthy meta = %v", got)
 	}
 	for _, m := range [][]byte{nil, {1}, {9, 0}} {
-		if metaHealthy(m) {
-			t.Errorf("metaHealthy(%v) = true", m)
+		if decodeMeta(m).healthy {
+			t.Errorf("decodeMeta(%v).healthy = true", m)
 		}
 	}
-	if !metaHealthy([]byte{2, 1, 0xff}) {
+	if !decodeMeta([]byte{2, 1, 0xff}).healthy {
 		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
 	}
 }
