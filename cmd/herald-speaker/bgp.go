@@ -10,12 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/heraldlb/herald/internal/bgp"
+	"github.com/heraldlb/herald/internal/bgpplan"
 	"github.com/heraldlb/herald/internal/speaker"
 )
-
-// defaultConnectTime replaces GoBGP's connect retry (120–240 s after the
-// first attempt), so a router that comes back is dialled within seconds.
-const defaultConnectTime = 5 * time.Second
 
 // bgpAdapter feeds the speaker's decisions to the BGP announcer.
 type bgpAdapter struct{ a *bgp.Announcer }
@@ -41,6 +38,7 @@ func (b bgpAdapter) Set(ctx context.Context, want []speaker.BGPAnnouncement) err
 
 func (b bgpAdapter) SetPeers(ctx context.Context, peers []speaker.BGPPeer) error {
 	out := make([]bgp.Peer, 0, len(peers))
+	asked := map[string]netip.Addr{}
 	var errs []error
 	for _, p := range peers {
 		addr, err := netip.ParseAddr(p.Spec.PeerAddress)
@@ -49,13 +47,13 @@ func (b bgpAdapter) SetPeers(ctx context.Context, peers []speaker.BGPPeer) error
 			continue
 		}
 		peer := bgp.Peer{
-			Name: p.Name, MyASN: p.Spec.MyASN, PeerASN: p.Spec.PeerASN, Address: addr, Port: 179,
-			HoldTime: dur(p.Spec.HoldTime, 90*time.Second), KeepaliveTime: dur(p.Spec.KeepaliveTime, 0),
-			ConnectTime: dur(p.Spec.ConnectTime, defaultConnectTime), EBGPMultiHop: p.Spec.EBGPMultiHop,
+			Name: p.Name, MyASN: p.Spec.MyASN, PeerASN: p.Spec.PeerASN, Address: addr, Port: bgpplan.DefaultPort,
+			HoldTime: dur(p.Spec.HoldTime, bgpplan.DefaultHoldTime), KeepaliveTime: dur(p.Spec.KeepaliveTime, 0),
+			ConnectTime: dur(p.Spec.ConnectTime, bgpplan.DefaultConnectTime), EBGPMultiHop: p.Spec.EBGPMultiHop,
 			Password: p.Password, GracefulRestart: p.Spec.GracefulRestart,
 		}
 		if p.Spec.RouterID != "" {
-			if peer.RouterID, err = netip.ParseAddr(p.Spec.RouterID); err != nil {
+			if asked[p.Name], err = netip.ParseAddr(p.Spec.RouterID); err != nil {
 				errs = append(errs, fmt.Errorf("BGPPeer %s: routerID %q: %w", p.Name, p.Spec.RouterID, err))
 				continue
 			}
@@ -71,7 +69,8 @@ func (b bgpAdapter) SetPeers(ctx context.Context, peers []speaker.BGPPeer) error
 		}
 		out = append(out, peer)
 	}
-	return errors.Join(append(errs, b.a.SetPeers(ctx, out))...)
+	rid, err := bgpplan.RouterID(asked)
+	return errors.Join(append(errs, err, b.a.SetPeers(ctx, rid, out))...)
 }
 
 func dur(d *metav1.Duration, def time.Duration) time.Duration {

@@ -9,45 +9,26 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldlb/herald/internal/bgpplan"
 )
 
 // ErrStopped is returned by SetPeers and SetPaths once Run has returned.
 var ErrStopped = errors.New("bgp announcer stopped")
 
-// Peer is one BGP neighbour (a BGPPeer object as it applies to this node).
-type Peer struct {
-	Name            string // BGPPeer object name (unique key)
-	MyASN, PeerASN  uint32
-	Address         netip.Addr
-	Port            uint16     // 0 = 179
-	SourceAddress   netip.Addr // optional (zero = kernel chooses)
-	HoldTime        time.Duration
-	KeepaliveTime   time.Duration // zero = HoldTime/3
-	ConnectTime     time.Duration // zero = GoBGP default: first dial after 1-2 s, then retries every 120-240 s
-	EBGPMultiHop    bool
-	Password        string // TCP-MD5; "" = none
-	GracefulRestart bool
-	// RouterID, if set, asks for this BGP identifier instead of
-	// Config.RouterID. One GoBGP server has one identifier: it is taken
-	// when BGP starts, only if every peer that sets one agrees.
-	RouterID netip.Addr
-}
-
-// Path is one prefix to announce.
-type Path struct {
-	Prefix           netip.Prefix // /32, /128, or an aggregate
-	Communities      []string     // "N:N" or well-known names (see ParseCommunity)
-	LargeCommunities []string     // "N:N:N"
-	LocalPref        *uint32      // sent to iBGP peers only
-	Peers            []string     // advertise only to these peer names; empty = all peers
-}
+// Peer and Path are the announcer's inputs; bgpplan defines and validates
+// them, so that the speaker can build them without GoBGP.
+type (
+	Peer           = bgpplan.Peer
+	Path           = bgpplan.Path
+	LargeCommunity = bgpplan.LargeCommunity
+)
 
 // SessionState is the state of the session with one peer.
 type SessionState struct {
@@ -59,7 +40,8 @@ type SessionState struct {
 
 // Config configures an Announcer.
 type Config struct {
-	// RouterID is the BGP identifier (IPv4), normally the node's InternalIP.
+	// RouterID is the BGP identifier (IPv4), normally the node's InternalIP,
+	// used unless SetPeers asks for another.
 	RouterID netip.Addr
 	// NextHopV4 and NextHopV6 are this node's addresses, the next hops of
 	// IPv4 and IPv6 paths. A zero NextHopV4 lets GoBGP use each session's
@@ -92,9 +74,9 @@ type Announcer struct {
 	started  bool // StartBgp done
 	stopped  bool // Run returned
 	peers    map[string]Peer
-	desired  map[netip.Prefix]*route
-	applied  map[netip.Prefix]*route              // in GoBGP's RIB
-	denied   map[string]map[netip.Prefix]struct{} // per peer: prefixes in its deny sets
+	desired  map[netip.Prefix]*bgpplan.Route
+	table    *bgpplan.State               // what GoBGP's table and deny sets hold
+	encoded  map[netip.Prefix]encodedPath // GoBGP's form of the routes in its table
 	v6Warned bool
 	// routerIDInUse is the identifier BGP started with.
 	routerIDInUse netip.Addr
@@ -129,17 +111,12 @@ func New(cfg Config) (*Announcer, error) {
 		cfg:        cfg,
 		log:        log,
 		peers:      map[string]Peer{},
-		desired:    map[netip.Prefix]*route{},
-		applied:    map[netip.Prefix]*route{},
-		denied:     map[string]map[netip.Prefix]struct{}{},
+		desired:    map[netip.Prefix]*bgpplan.Route{},
+		table:      bgpplan.NewState(),
+		encoded:    map[netip.Prefix]encodedPath{},
 		byAddr:     map[netip.Addr]string{},
 		sessions:   map[string]*SessionState{},
 		advertised: map[string]int{},
-	}
-	if cfg.Registry != nil {
-		if err := cfg.Registry.Register(&collector{a: a}); err != nil {
-			return nil, fmt.Errorf("registering BGP metrics: %w", err)
-		}
 	}
 	a.srv = server.NewBgpServer(server.LoggerOption(newSlogAdapter(log.With("lib", "gobgp"))))
 	go a.srv.Serve()
@@ -150,6 +127,14 @@ func New(cfg Config) (*Announcer, error) {
 	if err := a.srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, a.onEvent); err != nil {
 		cancel()
 		return nil, fmt.Errorf("watching BGP peer events: %w", err)
+	}
+	// Registered last: a failed New leaves no collector behind that
+	// would query a server nobody runs.
+	if cfg.Registry != nil {
+		if err := cfg.Registry.Register(&collector{a: a}); err != nil {
+			cancel()
+			return nil, fmt.Errorf("registering BGP metrics: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -257,40 +242,48 @@ func (a *Announcer) onEvent(ev *api.WatchEventResponse) {
 // with the same address) are skipped and reported in the returned error;
 // the others are applied.
 //
+// routerID is the BGP identifier to use, the zero Addr for
+// Config.RouterID; which one a node's peers ask for is the caller's
+// decision (bgpplan.RouterID). One GoBGP server has one identifier, taken
+// when BGP starts: a later change is reported, and applies when the
+// speaker restarts.
+//
 // GoBGP resets a session (Cease, then reconnects) when its ASNs, password,
 // source address, port, graceful-restart setting or address families
 // change; timers and eBGP multihop change in place and the new hold time
 // takes effect at the next session. A changed Address is a new neighbour
 // (the old session is deleted, a new one added).
-func (a *Announcer) SetPeers(ctx context.Context, peers []Peer) error {
+func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []Peer) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.stopped {
 		return ErrStopped
 	}
-	want, errs := validatePeers(peers)
+	want, errs := bgpplan.ValidatePeers(peers)
+	rid := a.cfg.RouterID
+	switch {
+	case routerID.Unmap().Is4():
+		rid = routerID.Unmap()
+	case routerID.IsValid():
+		errs = append(errs, fmt.Errorf("router ID %v is not an IPv4 address; using %s", routerID, rid))
+	}
 
 	if !a.started {
 		if len(want) == 0 {
 			return errors.Join(errs...)
 		}
 		first := want[slices.Sorted(maps.Keys(want))[0]]
-		rid, err := a.routerID(want)
-		if err != nil {
-			errs = append(errs, err)
-		}
 		if err := a.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 			Asn:      first.MyASN,
 			RouterId: rid.String(),
-			// Dial out only: never bind 179 (SPEC §1).
+			// Dial out only: the speaker never binds port 179 and needs
+			// no privilege for it.
 			ListenPort: -1,
 		}}); err != nil {
 			return errors.Join(append(errs, fmt.Errorf("starting BGP: %w", err))...)
 		}
 		a.started, a.routerIDInUse = true, rid
 		a.log.Info("BGP started", "routerID", rid, "asn", first.MyASN)
-	} else if rid, err := a.routerID(want); err != nil {
-		errs = append(errs, err)
 	} else if rid != a.routerIDInUse {
 		errs = append(errs, fmt.Errorf("router ID %s takes effect when the speaker restarts: the running BGP server keeps %s", rid, a.routerIDInUse))
 	}
@@ -320,7 +313,7 @@ func (a *Announcer) SetPeers(ctx context.Context, peers []Peer) error {
 			a.log.Info("BGP peer updated", "peer", name)
 		}
 	}
-	if err := a.applyPaths(ctx); err != nil {
+	if err := a.apply(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -344,196 +337,34 @@ func (a *Announcer) SetPaths(ctx context.Context, paths []Path) error {
 	if a.stopped {
 		return ErrStopped
 	}
-	desired := make(map[netip.Prefix]*route, len(paths))
-	var errs []error
-	skippedV6 := 0
-	for _, p := range paths {
-		r, err := newRoute(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	usable := paths
+	if !a.cfg.NextHopV6.IsValid() {
+		usable = slices.DeleteFunc(slices.Clone(paths), func(p Path) bool { return p.Prefix.Addr().Unmap().Is6() })
+		if n := len(paths) - len(usable); n > 0 && !a.v6Warned {
+			a.v6Warned = true
+			a.log.Warn("this node has no IPv6 next hop: IPv6 paths are not announced over BGP", "skipped", n)
 		}
-		if r.prefix.Addr().Is6() && !a.cfg.NextHopV6.IsValid() {
-			skippedV6++
-			continue
-		}
-		if prev, ok := desired[r.prefix]; ok {
-			prev.merge(r)
-			continue
-		}
-		desired[r.prefix] = r
 	}
-	if skippedV6 > 0 && !a.v6Warned {
-		a.v6Warned = true
-		a.log.Warn("this node has no IPv6 next hop: IPv6 paths are not announced over BGP", "skipped", skippedV6)
-	}
-	for pfx, r := range desired {
-		nh := a.cfg.NextHopV4
-		if pfx.Addr().Is6() {
-			nh = a.cfg.NextHopV6
-		}
-		// Reuse the encoded path of an identical applied route.
-		if old, ok := a.applied[pfx]; ok && old.sameAttrs(r) {
-			r.api = old.api
-			continue
-		}
-		ap, err := buildAPIPath(r, nh)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("prefix %s: encoding: %w", pfx, err))
-			delete(desired, pfx)
-			continue
-		}
-		r.api = ap
-	}
+	desired, errs := bgpplan.Routes(usable)
 	a.desired = desired
 	if a.started {
-		if err := a.applyPaths(ctx); err != nil {
+		if err := a.apply(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// applyPaths brings GoBGP's RIB and the per-peer deny sets from applied to
-// desired, in three phases so that no peer ever receives a prefix it must
-// not have:
-//  1. withdraw removed prefixes, and those whose peers shrank;
-//  2. update each peer's deny sets;
-//  3. announce new and changed prefixes (GoBGP applies the export policy as
-//     it sends them), and soft-reset-out peers that gained a prefix.
-func (a *Announcer) applyPaths(ctx context.Context) error {
-	var errs []error
-	var withdraw []*route
-	for _, pfx := range slices.SortedFunc(maps.Keys(a.applied), netip.Prefix.Compare) {
-		old := a.applied[pfx]
-		if r, ok := a.desired[pfx]; ok && (old.samePeers(r) || !a.losesPeer(old, r)) {
-			continue
-		}
-		withdraw = append(withdraw, old)
-	}
-	stuck := map[netip.Prefix]bool{} // withdrawal failed: do not re-announce
-	for i, err := range forEach(withdraw, func(r *route) error {
-		return a.srv.DeletePath(ctx, &api.DeletePathRequest{Family: r.api.Family, Path: r.api})
-	}) {
-		pfx := withdraw[i].prefix
-		if err != nil {
-			errs = append(errs, fmt.Errorf("withdrawing %s: %w", pfx, err))
-			stuck[pfx] = true
-			continue
-		}
-		delete(a.applied, pfx)
-	}
-
-	if err := a.syncDenySets(ctx); err != nil {
-		errs = append(errs, err)
-	}
-
-	var announce []*route
-	gained := map[string]bool{}
-	for _, pfx := range slices.SortedFunc(maps.Keys(a.desired), netip.Prefix.Compare) {
-		r := a.desired[pfx]
-		if stuck[pfx] {
-			continue
-		}
-		old, ok := a.applied[pfx]
-		if ok && old.sameAttrs(r) && old.samePeers(r) {
-			continue
-		}
-		if ok {
-			for name := range a.peers {
-				if !old.allows(name) && r.allows(name) {
-					gained[name] = true
-				}
-			}
-		}
-		announce = append(announce, r)
-	}
-	for i, err := range forEach(announce, func(r *route) error {
-		_, err := a.srv.AddPath(ctx, &api.AddPathRequest{Path: r.api})
-		return err
-	}) {
-		r := announce[i]
-		if err != nil {
-			errs = append(errs, fmt.Errorf("announcing %s: %w", r.prefix, err))
-			continue
-		}
-		a.applied[r.prefix] = r
-	}
-	// GoBGP does not re-send a path whose attributes did not change, so a
-	// peer newly allowed to receive a prefix it did not have gets its
-	// routes again by a soft reset out (no session reset; duplicates of
-	// what it already has are no-ops for the router).
-	for _, name := range slices.Sorted(maps.Keys(gained)) {
-		if err := a.srv.ResetPeer(ctx, &api.ResetPeerRequest{
-			Address: a.peers[name].Address.String(), Soft: true, Direction: api.ResetPeerRequest_OUT,
-		}); err != nil {
-			errs = append(errs, fmt.Errorf("re-sending routes to BGP peer %s: %w", name, err))
-		}
-	}
-	a.recount()
-	return errors.Join(errs...)
-}
-
-// forEach calls fn for every route, in order, and returns the errors by
-// index. (Several concurrent callers were measured: GoBGP runs the
-// operations one by one in its event loop and nothing was gained.)
-func forEach(rs []*route, fn func(*route) error) []error {
-	errs := make([]error, len(rs))
-	for i, r := range rs {
-		errs[i] = fn(r)
-	}
-	return errs
-}
-
-// losesPeer reports whether a configured peer that old was allowed to
-// reach is not allowed by r.
-func (a *Announcer) losesPeer(old, r *route) bool {
-	for name := range a.peers {
-		if old.allows(name) && !r.allows(name) {
-			return true
-		}
-	}
-	return false
-}
-
-// recount refreshes the per-peer advertised counts.
-func (a *Announcer) recount() {
+// apply brings GoBGP's table and deny sets to the desired routes, in the
+// order bgpplan.State.Apply lays down, and refreshes the per-peer counts.
+func (a *Announcer) apply(ctx context.Context) error {
+	err := a.table.Apply(a.desired, gobgpTable{a: a, ctx: ctx})
 	counts := make(map[string]int, len(a.peers))
 	for name := range a.peers {
-		n := 0
-		for _, r := range a.applied {
-			if r.allows(name) {
-				n++
-			}
-		}
-		counts[name] = n
+		counts[name] = a.table.Advertised(name)
 	}
 	a.stateMu.Lock()
 	a.advertised = counts
 	a.stateMu.Unlock()
-}
-
-// routerID is the identifier the peers ask for: the one every peer that
-// sets RouterID agrees on, else Config.RouterID (with an error naming the
-// disagreement).
-func (a *Announcer) routerID(peers map[string]Peer) (netip.Addr, error) {
-	asked := map[netip.Addr][]string{}
-	for _, name := range slices.Sorted(maps.Keys(peers)) {
-		if rid := peers[name].RouterID; rid.IsValid() {
-			asked[rid] = append(asked[rid], name)
-		}
-	}
-	switch len(asked) {
-	case 0:
-		return a.cfg.RouterID, nil
-	case 1:
-		for rid := range asked {
-			return rid, nil
-		}
-	}
-	var parts []string
-	for _, rid := range slices.SortedFunc(maps.Keys(asked), netip.Addr.Compare) {
-		parts = append(parts, fmt.Sprintf("%s (%s)", rid, strings.Join(asked[rid], ", ")))
-	}
-	return a.cfg.RouterID, fmt.Errorf("peers disagree on the router ID: %s; using %s", strings.Join(parts, " vs "), a.cfg.RouterID)
+	return err
 }

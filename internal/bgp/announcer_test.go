@@ -43,7 +43,7 @@ func TestEBGPAnnounceAndWithdraw(t *testing.T) {
 	if err := a.SetPaths(ctx, []Path{host, aggregate, v6}); err != nil {
 		t.Fatalf("SetPaths: %v", err)
 	}
-	if err := a.SetPeers(ctx, []Peer{r.peer("r1", myASN)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{r.peer("r1", myASN)}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	waitFor(t, "session up", func() bool { return sessionUp(a, "r1") })
@@ -53,7 +53,7 @@ func TestEBGPAnnounceAndWithdraw(t *testing.T) {
 		host.Prefix: {
 			NextHop: nhV4, ASPath: []uint32{myASN},
 			Communities: []uint32{64512<<16 | 100, 0xFFFFFF01},
-			Large:       []LargeCommunity{{64512, 1, 2}},
+			Large:       []LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}},
 			// no LocalPref: eBGP
 		},
 		aggregate.Prefix: {NextHop: nhV4, ASPath: []uint32{myASN}, Communities: []uint32{64512<<16 | 7}},
@@ -143,7 +143,7 @@ func TestIBGPLocalPrefAndSessionNextHop(t *testing.T) {
 	// No NextHopV4: GoBGP uses the session's local address.
 	a := startHerald(t, Config{})
 	ctx := context.Background()
-	if err := a.SetPeers(ctx, []Peer{r.peer("r1", asn)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{r.peer("r1", asn)}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	paths := []Path{
@@ -188,7 +188,7 @@ func TestPerPeerRestriction(t *testing.T) {
 	if err := a.SetPaths(ctx, []Path{all, only1, only2, only1v6, nobody}); err != nil {
 		t.Fatalf("SetPaths: %v", err)
 	}
-	if err := a.SetPeers(ctx, []Peer{r1.peer("r1", myASN), r2.peer("r2", otherASN)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{r1.peer("r1", myASN), r2.peer("r2", otherASN)}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	prefixes := func(r *router, v6 bool) []netip.Prefix {
@@ -250,7 +250,7 @@ func TestSetPeersKeepsOtherSessions(t *testing.T) {
 	a := startHerald(t, Config{NextHopV4: nhV4, OnSessionChange: ev.record})
 	ctx := context.Background()
 	p1 := r1.peer("r1", myASN)
-	if err := a.SetPeers(ctx, []Peer{p1}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	if err := a.SetPaths(ctx, []Path{{Prefix: netip.MustParsePrefix("198.51.100.1/32")}}); err != nil {
@@ -261,7 +261,7 @@ func TestSetPeersKeepsOtherSessions(t *testing.T) {
 	uptime := r1.neighbor().GetTimers().GetState().GetUptime().AsTime()
 
 	// Add r2.
-	if err := a.SetPeers(ctx, []Peer{p1, r2.peer("r2", myASN)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1, r2.peer("r2", myASN)}); err != nil {
 		t.Fatalf("SetPeers (add r2): %v", err)
 	}
 	waitFor(t, "r2 up with the path", func() bool { return sessionUp(a, "r2") && r2.count(false) == 1 })
@@ -269,7 +269,7 @@ func TestSetPeersKeepsOtherSessions(t *testing.T) {
 	// Change r1's timers: updated in place.
 	p1.HoldTime = 30 * time.Second
 	// Remove r2.
-	if err := a.SetPeers(ctx, []Peer{p1}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1}); err != nil {
 		t.Fatalf("SetPeers (remove r2): %v", err)
 	}
 	waitFor(t, "r2 gone at the router", func() bool { return !r2.established() })
@@ -288,7 +288,7 @@ func TestSetPeersKeepsOtherSessions(t *testing.T) {
 	}
 
 	// Same set again: nothing happens.
-	if err := a.SetPeers(ctx, []Peer{p1}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1}); err != nil {
 		t.Fatalf("SetPeers (same): %v", err)
 	}
 	if got := r1.neighbor().GetTimers().GetState().GetUptime().AsTime(); !got.Equal(uptime) {
@@ -305,7 +305,7 @@ func TestInvalidInput(t *testing.T) {
 		{Name: "c", MyASN: 0, PeerASN: 2, Address: netip.MustParseAddr("127.0.0.3")},
 		{Name: "", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("127.0.0.4")},
 	}
-	if err := a.SetPeers(ctx, peers); err == nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, peers); err == nil {
 		t.Errorf("SetPeers with invalid peers: no error")
 	}
 	if got := a.Sessions(); len(got) != 1 || got["a"].State == "" {
@@ -319,7 +319,7 @@ func TestInvalidInput(t *testing.T) {
 		t.Errorf("SetPaths with a bad community: no error")
 	}
 	a.mu.Lock()
-	n := len(a.applied)
+	n := len(a.table.Applied)
 	a.mu.Unlock()
 	if n != 1 {
 		t.Errorf("%d paths applied, want the 1 valid one", n)
@@ -337,7 +337,7 @@ func TestRunEndWithdraws(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	if err := a.SetPeers(ctx, []Peer{r.peer("r1", myASN)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{r.peer("r1", myASN)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.SetPaths(ctx, []Path{{Prefix: netip.MustParsePrefix("198.51.100.1/32")}}); err != nil {
@@ -357,9 +357,9 @@ func TestRunEndWithdraws(t *testing.T) {
 	}
 }
 
-// TestRouterID: a BGPPeer's routerID replaces the node's default when the
-// peers agree; disagreeing peers get the default and an error naming them;
-// a later change is reported, not applied (one identifier per server).
+// TestRouterID: the identifier SetPeers names replaces the node's default;
+// a later change is reported, not applied (one identifier per server), and
+// an identifier that is not IPv4 is refused for the default.
 func TestRouterID(t *testing.T) {
 	ctx := context.Background()
 	r1 := newRouter(t, "127.0.0.1", 64601, "10.255.0.1", routerNeighbor{addr: heraldAddr, asn: 64500})
@@ -374,33 +374,28 @@ func TestRouterID(t *testing.T) {
 		return id
 	}
 
-	t.Run("agreed", func(t *testing.T) {
+	t.Run("asked", func(t *testing.T) {
 		a := startHerald(t, Config{})
 		p1, p2 := r1.peer("r1", 64500), r2.peer("r2", 64500)
-		p1.RouterID = netip.MustParseAddr("10.9.9.9")
-		if err := a.SetPeers(ctx, []Peer{p1, p2}); err != nil {
+		if err := a.SetPeers(ctx, netip.MustParseAddr("10.9.9.9"), []Peer{p1, p2}); err != nil {
 			t.Fatalf("SetPeers: %v", err)
 		}
 		waitFor(t, "r1's session", func() bool { return seenID(r1) != "" })
 		if got := seenID(r1); got != "10.9.9.9" {
-			t.Errorf("r1 sees router ID %s, want the peer's 10.9.9.9", got)
+			t.Errorf("r1 sees router ID %s, want the asked 10.9.9.9", got)
 		}
-		p1.RouterID = netip.MustParseAddr("10.8.8.8")
-		err := a.SetPeers(ctx, []Peer{p1, p2})
+		err := a.SetPeers(ctx, netip.MustParseAddr("10.8.8.8"), []Peer{p1, p2})
 		if err == nil || !strings.Contains(err.Error(), "router ID 10.8.8.8 takes effect when the speaker restarts") {
 			t.Errorf("changing the router ID: err = %v, want it reported as needing a restart", err)
 		}
 	})
-	t.Run("disagree", func(t *testing.T) {
+	t.Run("not IPv4", func(t *testing.T) {
 		r1.Stop()
 		r1 = newRouter(t, "127.0.0.1", 64601, "10.255.0.1", routerNeighbor{addr: heraldAddr, asn: 64500})
 		a := startHerald(t, Config{})
-		p1, p2 := r1.peer("r1", 64500), r2.peer("r2", 64500)
-		p1.RouterID, p2.RouterID = netip.MustParseAddr("10.9.9.9"), netip.MustParseAddr("10.7.7.7")
-		err := a.SetPeers(ctx, []Peer{p1, p2})
-		want := "peers disagree on the router ID: 10.7.7.7 (r2) vs 10.9.9.9 (r1); using " + heraldID
-		if err == nil || err.Error() != want {
-			t.Errorf("SetPeers error = %v, want %q", err, want)
+		err := a.SetPeers(ctx, netip.MustParseAddr("2001:db8::9"), []Peer{r1.peer("r1", 64500)})
+		if err == nil || !strings.Contains(err.Error(), "not an IPv4 address; using "+heraldID) {
+			t.Errorf("SetPeers error = %v, want the IPv6 router ID refused", err)
 		}
 		waitFor(t, "r1's session", func() bool { return seenID(r1) != "" })
 		if got := seenID(r1); got != heraldID {

@@ -21,13 +21,13 @@ func BenchmarkSetPaths10000(b *testing.B) {
 	r := newRouter(b, "127.0.0.1", 64501, "10.255.0.1", routerNeighbor{addr: heraldAddr, asn: myASN})
 	a := startHerald(b, Config{NextHopV4: nhV4})
 	ctx := context.Background()
-	if err := a.SetPeers(ctx, []Peer{r.peer("r1", myASN)}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{r.peer("r1", myASN)}); err != nil {
 		b.Fatal(err)
 	}
 	waitFor(b, "session up", func() bool { return sessionUp(a, "r1") })
 
 	paths := make([]Path, n)
-	base := netip.MustParseAddr("198.18.0.0") // benchmark-only addresses (SPEC §8)
+	base := netip.MustParseAddr("198.18.0.0") // addresses that exist only in this benchmark
 	for i := range paths {
 		paths[i] = Path{Prefix: netip.PrefixFrom(base, 32), Communities: []string{"64512:100"}}
 		base = base.Next()

@@ -16,8 +16,11 @@
 // global export policy: one policy per peer whose statements reject, for
 // that peer's neighbor set only, the prefixes in its "deny" prefix sets.
 // GoBGP keys neighbours by address, so two peers may not share an address.
+// Which routes and deny-set entries change, and in which order, is
+// internal/bgpplan's decision; this package makes the GoBGP calls
+// (executor.go) and watches the sessions.
 //
-// This package must not import client-go or other herald packages: the
-// speaker translates BGPPeer objects and IPPool settings into Peer and Path
-// values and turns session changes into Events.
+// This package must not import client-go or herald packages other than
+// bgpplan: the speaker translates BGPPeer objects and IPPool settings into
+// Peer and Path values and turns session changes into Events.
 package bgp

@@ -206,7 +206,7 @@ func decodePath(t testing.TB, p *api.Path) received {
 			out.Communities = a.Value
 		case *bgp.PathAttributeLargeCommunities:
 			for _, c := range a.Values {
-				out.Large = append(out.Large, LargeCommunity{c.ASN, c.LocalData1, c.LocalData2})
+				out.Large = append(out.Large, LargeCommunity{Global: c.ASN, Local1: c.LocalData1, Local2: c.LocalData2})
 			}
 		case *bgp.PathAttributeLocalPref:
 			v := a.Value

@@ -10,6 +10,7 @@ package bgp
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestMD5Password(t *testing.T) {
 	p1.Password = "s3cret"
 	p2 := r2.peer("r2", myASN)
 	p2.Password = "wrong"
-	if err := a.SetPeers(ctx, []Peer{p1, p2}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1, p2}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	waitFor(t, "r1 up with the matching password", func() bool { return sessionUp(a, "r1") })
@@ -74,7 +75,7 @@ func TestMD5Password(t *testing.T) {
 
 	// Fixing the password (an UpdatePeer, which resets only r2) brings it up.
 	p2.Password = "right"
-	if err := a.SetPeers(ctx, []Peer{p1, p2}); err != nil {
+	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p1, p2}); err != nil {
 		t.Fatalf("SetPeers: %v", err)
 	}
 	waitFor(t, "r2 up after the password fix", func() bool { return sessionUp(a, "r2") })

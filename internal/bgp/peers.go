@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -29,56 +28,6 @@ func denySetName(peer string, v6 bool) string {
 		return "herald-" + peer + "-deny-v6"
 	}
 	return "herald-" + peer + "-deny-v4"
-}
-
-// validatePeers returns the valid peers by name, with defaults filled in
-// and addresses unmapped. A peer whose address an earlier peer (by name)
-// already uses is refused: GoBGP keys neighbours by address.
-func validatePeers(peers []Peer) (map[string]Peer, []error) {
-	var errs []error
-	want := make(map[string]Peer, len(peers))
-	sorted := slices.Clone(peers)
-	slices.SortStableFunc(sorted, func(a, b Peer) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
-	byAddr := map[netip.Addr]string{}
-	for _, p := range sorted {
-		p.Address = p.Address.Unmap()
-		p.SourceAddress = p.SourceAddress.Unmap()
-		if p.Port == 0 {
-			p.Port = 179
-		}
-		var err error
-		switch {
-		case p.Name == "":
-			err = errors.New("BGP peer without a name")
-		case want[p.Name] != (Peer{}):
-			err = fmt.Errorf("BGP peer %s: listed twice", p.Name)
-		case !p.Address.IsValid() || p.Address.Zone() != "":
-			err = fmt.Errorf("BGP peer %s: invalid address %v", p.Name, p.Address)
-		case p.MyASN == 0 || p.PeerASN == 0:
-			err = fmt.Errorf("BGP peer %s: ASNs must not be 0", p.Name)
-		case p.RouterID.IsValid() && !p.RouterID.Unmap().Is4():
-			err = fmt.Errorf("BGP peer %s: router ID %v is not an IPv4 address", p.Name, p.RouterID)
-		case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
-			err = fmt.Errorf("BGP peer %s: source address %v and peer address %v are of different families", p.Name, p.SourceAddress, p.Address)
-		case byAddr[p.Address] != "":
-			err = fmt.Errorf("BGP peer %s: address %v already used by peer %s", p.Name, p.Address, byAddr[p.Address])
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		byAddr[p.Address] = p.Name
-		want[p.Name] = p
-	}
-	return want, errs
 }
 
 // seconds rounds d up to whole seconds, GoBGP's timer unit.
@@ -128,24 +77,21 @@ func apiPeer(p Peer) *api.Peer {
 	return ap
 }
 
-func prefixList(pfxs []netip.Prefix) []*api.Prefix {
-	out := make([]*api.Prefix, len(pfxs))
-	for i, p := range pfxs {
-		out[i] = &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())}
-	}
-	return out
-}
-
 // addPeer creates p's policy (neighbor set, deny sets for the routes
 // already in the RIB, a reject statement per family, assigned to global
 // export) and then the GoBGP neighbour, so that the first UPDATEs the peer
 // gets already respect Path.Peers.
 func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
-	var undo []func()
+	// undo holds the clean-up of each step done; a failed step runs them
+	// backwards. A clean-up that fails leaves an unused GoBGP object
+	// behind, which the next addPeer of this name replaces: logged only.
+	var undo []func() error
 	defer func() {
 		if err != nil {
 			for _, f := range slices.Backward(undo) {
-				f()
+				if uerr := f(); uerr != nil {
+					a.log.Warn("undoing a failed BGP peer addition", "peer", p.Name, "err", uerr)
+				}
 			}
 		}
 	}()
@@ -159,14 +105,9 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	}}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: neighbor set: %w", p.Name, err)
 	}
-	undo = append(undo, func() { a.deleteSet(api.DefinedType_NEIGHBOR, neighborSetName(p.Name)) })
+	undo = append(undo, func() error { return a.deleteSet(api.DefinedType_NEIGHBOR, neighborSetName(p.Name)) })
 
-	deny := map[netip.Prefix]struct{}{}
-	for pfx, r := range a.applied {
-		if !r.allows(p.Name) {
-			deny[pfx] = struct{}{}
-		}
-	}
+	deny := a.table.DenyFor(p.Name)
 	for _, v6 := range []bool{false, true} {
 		var l []netip.Prefix
 		for pfx := range deny {
@@ -179,7 +120,7 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 		}}); err != nil {
 			return fmt.Errorf("adding BGP peer %s: prefix set: %w", p.Name, err)
 		}
-		undo = append(undo, func() { a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, v6)) })
+		undo = append(undo, func() error { return a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, v6)) })
 	}
 
 	pol := &api.Policy{Name: policyName(p.Name)}
@@ -196,8 +137,8 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	if err := a.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: pol}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: policy: %w", p.Name, err)
 	}
-	undo = append(undo, func() {
-		_ = a.srv.DeletePolicy(context.Background(), &api.DeletePolicyRequest{Policy: &api.Policy{Name: policyName(p.Name)}, All: true})
+	undo = append(undo, func() error {
+		return a.srv.DeletePolicy(context.Background(), &api.DeletePolicyRequest{Policy: &api.Policy{Name: policyName(p.Name)}, All: true})
 	})
 	assignment := &api.PolicyAssignment{
 		Name: globalRIB, Direction: api.PolicyDirection_EXPORT,
@@ -206,8 +147,8 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	if err := a.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: assignment}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: policy assignment: %w", p.Name, err)
 	}
-	undo = append(undo, func() {
-		_ = a.srv.DeletePolicyAssignment(context.Background(), &api.DeletePolicyAssignmentRequest{Assignment: assignment})
+	undo = append(undo, func() error {
+		return a.srv.DeletePolicyAssignment(context.Background(), &api.DeletePolicyAssignmentRequest{Assignment: assignment})
 	})
 
 	// Register the session before the neighbour exists so that its first
@@ -216,23 +157,24 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	a.byAddr[p.Address] = p.Name
 	a.sessions[p.Name] = &SessionState{State: api.PeerState_IDLE.String(), Since: time.Now()}
 	a.stateMu.Unlock()
-	undo = append(undo, func() {
+	undo = append(undo, func() error {
 		a.stateMu.Lock()
 		delete(a.byAddr, p.Address)
 		delete(a.sessions, p.Name)
 		a.stateMu.Unlock()
+		return nil
 	})
 	if err := a.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: %w", p.Name, err)
 	}
 	a.peers[p.Name] = p
-	a.denied[p.Name] = deny
+	a.table.Denied[p.Name] = deny
 	a.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "asn", p.PeerASN)
 	return nil
 }
 
-func (a *Announcer) deleteSet(t api.DefinedType, name string) {
-	_ = a.srv.DeleteDefinedSet(context.Background(), &api.DeleteDefinedSetRequest{
+func (a *Announcer) deleteSet(t api.DefinedType, name string) error {
+	return a.srv.DeleteDefinedSet(context.Background(), &api.DeleteDefinedSetRequest{
 		DefinedSet: &api.DefinedSet{DefinedType: t, Name: name}, All: true,
 	})
 }
@@ -244,17 +186,23 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 	if err != nil {
 		err = fmt.Errorf("deleting BGP peer %s: %w", p.Name, err)
 	}
-	// Policy clean-up failures leave only unused objects behind; addPeer
-	// replaces the sets if the name comes back.
-	_ = a.srv.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: globalRIB, Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: policyName(p.Name)}},
-	}})
-	_ = a.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: policyName(p.Name)}, All: true})
-	a.deleteSet(api.DefinedType_NEIGHBOR, neighborSetName(p.Name))
-	a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, false))
-	a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, true))
+	// Policy clean-up failures leave only unused objects behind (addPeer
+	// replaces the sets if the name comes back), so they are logged, not
+	// returned: the peer is gone either way.
+	cleanups := []error{
+		a.srv.DeletePolicyAssignment(ctx, &api.DeletePolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+			Name: globalRIB, Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: policyName(p.Name)}},
+		}}),
+		a.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: policyName(p.Name)}, All: true}),
+		a.deleteSet(api.DefinedType_NEIGHBOR, neighborSetName(p.Name)),
+		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, false)),
+		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, true)),
+	}
+	if cerr := errors.Join(cleanups...); cerr != nil {
+		a.log.Warn("cleaning up after a removed BGP peer", "peer", p.Name, "err", cerr)
+	}
 	delete(a.peers, p.Name)
-	delete(a.denied, p.Name)
+	delete(a.table.Denied, p.Name)
 
 	a.stateMu.Lock()
 	wasUp := false
@@ -271,59 +219,4 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		a.notify(p.Name, false)
 	}
 	return err
-}
-
-// syncDenySets makes each peer's deny sets hold exactly the prefixes, in
-// the RIB or about to be announced, that the peer must not receive.
-func (a *Announcer) syncDenySets(ctx context.Context) error {
-	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
-		want := map[netip.Prefix]struct{}{}
-		for pfx, r := range a.desired {
-			if !r.allows(name) {
-				want[pfx] = struct{}{}
-			}
-		}
-		for pfx, r := range a.applied {
-			if _, ok := a.desired[pfx]; !ok && !r.allows(name) {
-				want[pfx] = struct{}{}
-			}
-		}
-		have := a.denied[name]
-		for _, v6 := range []bool{false, true} {
-			var add, del []netip.Prefix
-			for pfx := range want {
-				if _, ok := have[pfx]; !ok && pfx.Addr().Is6() == v6 {
-					add = append(add, pfx)
-				}
-			}
-			for pfx := range have {
-				if _, ok := want[pfx]; !ok && pfx.Addr().Is6() == v6 {
-					del = append(del, pfx)
-				}
-			}
-			set := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: denySetName(name, v6)}
-			if len(add) > 0 {
-				set.Prefixes = prefixList(add)
-				if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
-					errs = append(errs, fmt.Errorf("updating deny set of BGP peer %s: %w", name, err))
-				} else {
-					for _, p := range add {
-						have[p] = struct{}{}
-					}
-				}
-			}
-			if len(del) > 0 {
-				set := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: denySetName(name, v6), Prefixes: prefixList(del)}
-				if err := a.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set}); err != nil {
-					errs = append(errs, fmt.Errorf("updating deny set of BGP peer %s: %w", name, err))
-				} else {
-					for _, p := range del {
-						delete(have, p)
-					}
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package bgp
+package bgpplan
 
 import (
 	"fmt"
@@ -6,7 +6,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
+
+var equateAddr = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+
+func u32(v uint32) *uint32 { return &v }
 
 func TestParseCommunity(t *testing.T) {
 	for _, tc := range []struct {
@@ -90,7 +95,7 @@ func FuzzParseLargeCommunity(f *testing.F) {
 }
 
 func TestNewRouteNormalises(t *testing.T) {
-	r, err := newRoute(Path{
+	r, err := NewRoute(Path{
 		Prefix:           netip.MustParsePrefix("::ffff:198.51.100.7/120"),
 		Communities:      []string{"2:2", "1:1", "2:2"},
 		LargeCommunities: []string{"3:3:3", "1:1:1", "3:3:3"},
@@ -99,20 +104,20 @@ func TestNewRouteNormalises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &route{
-		prefix:      netip.MustParsePrefix("198.51.100.0/24"),
-		communities: []uint32{1<<16 | 1, 2<<16 | 2},
-		large:       []LargeCommunity{{1, 1, 1}, {3, 3, 3}},
-		peers:       []string{"a", "b"},
+	want := &Route{
+		Prefix:      netip.MustParsePrefix("198.51.100.0/24"),
+		Communities: []uint32{1<<16 | 1, 2<<16 | 2},
+		Large:       []LargeCommunity{{1, 1, 1}, {3, 3, 3}},
+		Peers:       []string{"a", "b"},
 	}
-	if d := cmp.Diff(want, r, cmp.AllowUnexported(route{}), equateAddr); d != "" {
-		t.Errorf("newRoute (-want +got):\n%s", d)
+	if d := cmp.Diff(want, r, equateAddr); d != "" {
+		t.Errorf("NewRoute (-want +got):\n%s", d)
 	}
-	if _, err := newRoute(Path{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Communities: []string{"x"}}); err == nil {
-		t.Errorf("newRoute accepted community %q", "x")
+	if _, err := NewRoute(Path{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Communities: []string{"x"}}); err == nil {
+		t.Errorf("NewRoute accepted community %q", "x")
 	}
-	if _, err := newRoute(Path{}); err == nil {
-		t.Errorf("newRoute accepted a zero prefix")
+	if _, err := NewRoute(Path{}); err == nil {
+		t.Errorf("NewRoute accepted a zero prefix")
 	}
 }
 
@@ -140,16 +145,16 @@ func TestRouteMerge(t *testing.T) {
 			tc.a.Prefix = netip.MustParsePrefix("198.51.100.1/32")
 			tc.b.Prefix = tc.a.Prefix
 			tc.a.Communities, tc.b.Communities = []string{"1:1"}, []string{"1:1", "2:2"}
-			a, _ := newRoute(tc.a)
-			b, _ := newRoute(tc.b)
+			a, _ := NewRoute(tc.a)
+			b, _ := NewRoute(tc.b)
 			a.merge(b)
-			if d := cmp.Diff(tc.wantPeers, a.peers); d != "" {
+			if d := cmp.Diff(tc.wantPeers, a.Peers); d != "" {
 				t.Errorf("peers (-want +got):\n%s", d)
 			}
-			if !a.hasLocalPref || a.localPref != tc.wantLP {
-				t.Errorf("local-pref = %d (set %v), want %d", a.localPref, a.hasLocalPref, tc.wantLP)
+			if !a.HasLocalPref || a.LocalPref != tc.wantLP {
+				t.Errorf("local-pref = %d (set %v), want %d", a.LocalPref, a.HasLocalPref, tc.wantLP)
 			}
-			if d := cmp.Diff([]uint32{1<<16 | 1, 2<<16 | 2}, a.communities); d != "" {
+			if d := cmp.Diff([]uint32{1<<16 | 1, 2<<16 | 2}, a.Communities); d != "" {
 				t.Errorf("communities (-want +got):\n%s", d)
 			}
 		})

@@ -1,0 +1,112 @@
+package bgpplan
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults of a BGPPeer's optional fields.
+const (
+	// DefaultPort is BGP's port.
+	DefaultPort = 179
+	// DefaultHoldTime is RFC 4271's suggested hold time; the keepalive is a
+	// third of it unless set.
+	DefaultHoldTime = 90 * time.Second
+	// DefaultConnectTime replaces GoBGP's connect retry (120–240 s after
+	// the first attempt), so a router that comes back is dialled within
+	// seconds.
+	DefaultConnectTime = 5 * time.Second
+)
+
+// Peer is one BGP neighbour (a BGPPeer object as it applies to this node).
+type Peer struct {
+	Name            string // BGPPeer object name (unique key)
+	MyASN, PeerASN  uint32
+	Address         netip.Addr
+	Port            uint16     // 0 = DefaultPort
+	SourceAddress   netip.Addr // optional (zero = kernel chooses)
+	HoldTime        time.Duration
+	KeepaliveTime   time.Duration // zero = HoldTime/3
+	ConnectTime     time.Duration // zero = GoBGP's own: first dial after 1-2 s, then every 120-240 s
+	EBGPMultiHop    bool
+	Password        string // TCP-MD5; "" = none
+	GracefulRestart bool
+}
+
+// ValidatePeers returns the valid peers by name, with the port defaulted
+// and addresses unmapped. A peer whose address an earlier peer (by name)
+// already uses is refused: GoBGP keys neighbours by address.
+func ValidatePeers(peers []Peer) (map[string]Peer, []error) {
+	var errs []error
+	want := make(map[string]Peer, len(peers))
+	sorted := slices.Clone(peers)
+	slices.SortStableFunc(sorted, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	byAddr := map[netip.Addr]string{}
+	for _, p := range sorted {
+		p.Address = p.Address.Unmap()
+		p.SourceAddress = p.SourceAddress.Unmap()
+		if p.Port == 0 {
+			p.Port = DefaultPort
+		}
+		var err error
+		switch {
+		case p.Name == "":
+			err = errors.New("BGP peer without a name")
+		case want[p.Name] != (Peer{}):
+			err = fmt.Errorf("BGP peer %s: listed twice", p.Name)
+		case !p.Address.IsValid() || p.Address.Zone() != "":
+			err = fmt.Errorf("BGP peer %s: invalid address %v", p.Name, p.Address)
+		case p.MyASN == 0 || p.PeerASN == 0:
+			err = fmt.Errorf("BGP peer %s: ASNs must not be 0", p.Name)
+		case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
+			err = fmt.Errorf("BGP peer %s: source address %v and peer address %v are of different families", p.Name, p.SourceAddress, p.Address)
+		case byAddr[p.Address] != "":
+			err = fmt.Errorf("BGP peer %s: address %v already used by peer %s", p.Name, p.Address, byAddr[p.Address])
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		byAddr[p.Address] = p.Name
+		want[p.Name] = p
+	}
+	return want, errs
+}
+
+// RouterID is herald's policy for the BGP identifier of a node whose peers
+// may each ask for one: one BGP server has one identifier, so the one
+// every asking peer agrees on wins; when they disagree none does (the
+// zero Addr: the node's own default) and the error names every side.
+// asked maps peer names to the identifier each asks for.
+func RouterID(asked map[string]netip.Addr) (netip.Addr, error) {
+	byID := map[netip.Addr][]string{}
+	for name, id := range asked {
+		if id.IsValid() {
+			byID[id] = append(byID[id], name)
+		}
+	}
+	switch len(byID) {
+	case 0:
+		return netip.Addr{}, nil
+	case 1:
+		for id := range byID {
+			return id, nil
+		}
+	}
+	var parts []string
+	for _, id := range slices.SortedFunc(func(yield func(netip.Addr) bool) {
+		for id := range byID {
+			if !yield(id) {
+				return
+			}
+		}
+	}, netip.Addr.Compare) {
+		slices.Sort(byID[id])
+		parts = append(parts, fmt.Sprintf("%s (%s)", id, strings.Join(byID[id], ", ")))
+	}
+	return netip.Addr{}, fmt.Errorf("peers ask for different router IDs, %s", strings.Join(parts, " vs "))
+}
