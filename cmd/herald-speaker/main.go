@@ -38,6 +38,7 @@ import (
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/plan"
 	"github.com/heraldlb/herald/internal/privilege"
 	"github.com/heraldlb/herald/internal/speaker"
 )
@@ -267,9 +268,10 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		ns = "herald-system"
 	}
 	spCfg := speaker.Config{
-		NodeName: f.nodeName, MemberlistPort: f.port, Kube: kube, Herald: herald,
+		NodeName: f.nodeName, MemberlistPort: f.port, Herald: herald,
+		Informers:  speaker.NewInformers(kube, herald, ns, bgpAnn != nil),
 		Class:      k8s.Class{Name: f.class, Only: f.onlyClass},
-		Membership: members, L2: l2Adapter{l2}, Namespace: ns,
+		Membership: members, L2: l2Adapter{l2},
 		Recorder: recorder, Log: log, Registry: reg,
 	}
 	if bgpAnn != nil {
@@ -325,7 +327,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 // l2Adapter feeds the speaker's decisions to the layer-2 announcer.
 type l2Adapter struct{ a *layer2.Announcer }
 
-func (l l2Adapter) Set(ctx context.Context, want []speaker.L2Announcement) error {
+func (l l2Adapter) Set(ctx context.Context, want []plan.L2Announcement) error {
 	targets := make([]layer2.Target, 0, len(want))
 	for _, w := range want {
 		t := layer2.Target{Addr: w.Addr, Interfaces: w.Interfaces}

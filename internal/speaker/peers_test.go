@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +21,6 @@ import (
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/testcluster"
 )
-
-// peerRecorder is a BGPAnnouncer that keeps the last peers it was given.
-type peerRecorder struct {
-	mu    sync.Mutex
-	peers []BGPPeer
-}
-
-func (r *peerRecorder) Set(context.Context, []BGPAnnouncement) error { return nil }
-func (r *peerRecorder) Sessions() map[string]bool                    { return nil }
-func (r *peerRecorder) SetPeers(_ context.Context, peers []BGPPeer) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.peers = slices.Clone(peers)
-	return nil
-}
-
-func (r *peerRecorder) get() []BGPPeer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.peers)
-}
 
 // TestBGPPeerProblemsAreEvents: a BGPPeer whose password Secret is missing
 // is left out with a Warning Event on it; peers asking for different router
@@ -92,10 +70,11 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := &refRecorder{Events: make(chan string, 100)}
-	bgp := &peerRecorder{}
+	bgp := &recordingBGP{}
 	sp := New(Config{
-		NodeName: "node-p", MemberlistPort: port, Kube: kube, Herald: herald, Namespace: "herald-system",
-		Class: k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: &Recorder[L2Announcement]{}, BGP: bgp,
+		NodeName: "node-p", MemberlistPort: port, Herald: herald,
+		Informers: NewInformers(kube, herald, "herald-system", true),
+		Class:     k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: &recordingL2{}, BGP: bgp,
 		Recorder: events, JoinWait: 10 * time.Millisecond,
 	})
 	runCtx, cancel := context.WithCancel(ctx)
@@ -103,23 +82,22 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 	go func() { defer close(done); _ = sp.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	names := func(ps []BGPPeer) (out []string) {
-		for _, p := range ps {
-			out = append(out, p.Name+"/"+p.Spec.RouterID)
-		}
-		return out
+	given := func() string {
+		rid, names := bgp.get()
+		return fmt.Sprint(rid, names)
 	}
-	waitPeers := func(want ...string) {
+	waitPeers := func(want string) {
 		t.Helper()
 		err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
-			return slices.Equal(names(bgp.get()), want), nil
+			return given() == want, nil
 		})
 		if err != nil {
-			t.Fatalf("peers given to BGP: %v, want %v", names(bgp.get()), want)
+			t.Fatalf("peers given to BGP: %s, want %s", given(), want)
 		}
 	}
-	// "locked" is left out; a and b disagree, so both lose their router ID.
-	waitPeers("a/", "b/")
+	// "locked" is left out; a and b disagree, so the node's default
+	// router ID (the zero Addr) is used.
+	waitPeers("invalid IP [a b]")
 
 	var got []string
 	collect := func(d time.Duration) {
@@ -174,7 +152,7 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 	if _, err := herald.HeraldV1alpha1().BGPPeers().Update(ctx, b, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitPeers("a/198.51.100.91", "b/", "locked/")
+	waitPeers("198.51.100.91 [a b locked]")
 
 	got = nil
 	sp.SessionChanged("a", true)

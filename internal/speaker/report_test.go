@@ -11,9 +11,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 
+	heraldfake "github.com/heraldlb/herald/internal/client/clientset/versioned/fake"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/plan"
 )
 
 type oneMember struct{ name string }
@@ -21,23 +24,28 @@ type oneMember struct{ name string }
 func (m oneMember) Members() []membership.Member {
 	return []membership.Member{{Name: m.name, Healthy: true}}
 }
-func (oneMember) Changed() <-chan struct{}               { return nil }
-func (oneMember) SetPeers([]netip.AddrPort)              {}
-func (oneMember) SetHealthy(context.Context, bool) error { return nil }
-func (oneMember) Leave(time.Duration) error              { return nil }
+func (oneMember) Changed() <-chan struct{}  { return nil }
+func (oneMember) SetPeers([]netip.AddrPort) {}
+func (oneMember) Leave(time.Duration) error { return nil }
+
+// fakeInformers are caches over fake clients, never started: tests add
+// objects to their indexers directly.
+func fakeInformers() *Informers {
+	return NewInformers(kubefake.NewClientset(), heraldfake.NewSimpleClientset(), "herald-system", false)
+}
 
 // TestReportListsAtMostMaxReported: a node announcing more than
 // maxReported addresses lists the lowest ones, sorted by address, counts
 // the rest, and still counts all of them per protocol.
 func TestReportListsAtMostMaxReported(t *testing.T) {
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}})
+	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Informers: fakeInformers()})
 	// 1 500 layer-2 addresses in descending order, and one BGP address
 	// that sorts first.
 	for i := 1499; i >= 0; i-- {
 		a := netip.AddrFrom4([4]byte{198, 19, byte(i / 256), byte(i % 256)})
-		s.last.L2 = append(s.last.L2, L2Announcement{Addr: a, Pool: "p", Services: []string{"ns/s"}})
+		s.last.L2 = append(s.last.L2, plan.L2Announcement{Addr: a, Pool: "p", Services: []string{"ns/s"}})
 	}
-	s.last.BGP = append(s.last.BGP, BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policy: &BGPPolicy{}})
+	s.last.BGP = append(s.last.BGP, plan.BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policy: &plan.BGPPolicy{}})
 	st := s.report()
 	if len(st.Announcements) != maxReported || st.AnnouncementsOmitted != 501 {
 		t.Fatalf("listed %d, omitted %d; want %d and 501", len(st.Announcements), st.AnnouncementsOmitted, maxReported)
@@ -89,15 +97,15 @@ func TestNodeMatters(t *testing.T) {
 // announcement records none, whatever the number of recomputes.
 func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 	rec := record.NewFakeRecorder(1000)
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec})
-	services := s.kubeFactory.Core().V1().Services().Informer().GetIndexer()
-	var d Desired
+	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, Informers: fakeInformers()})
+	services := s.inf.kubeFactory.Core().V1().Services().Informer().GetIndexer()
+	var d plan.Plan
 	for i := range 100 {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
 		if err := services.Add(svc); err != nil {
 			t.Fatal(err)
 		}
-		d.L2 = append(d.L2, L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
+		d.L2 = append(d.L2, plan.L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
 	}
 	start := time.Now()
 	s.apply(context.Background(), d)
@@ -123,7 +131,7 @@ func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 // failingL2 is a layer-2 announcer that refuses what err says.
 type failingL2 struct{ err error }
 
-func (f *failingL2) Set(context.Context, []L2Announcement) error { return f.err }
+func (f *failingL2) Set(context.Context, []plan.L2Announcement) error { return f.err }
 
 // addrErr names the address it failed for, as layer2.AddrError does.
 type addrErr struct {
@@ -137,15 +145,15 @@ func (e addrErr) FailedAddr() netip.Addr { return e.addr }
 func TestAnnounceFailedGoesToTheFailingAddressOnce(t *testing.T) {
 	rec := record.NewFakeRecorder(100)
 	l2 := &failingL2{}
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, L2: l2})
-	services := s.kubeFactory.Core().V1().Services().Informer().GetIndexer()
-	var d Desired
+	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, L2: l2, Informers: fakeInformers()})
+	services := s.inf.kubeFactory.Core().V1().Services().Informer().GetIndexer()
+	var d plan.Plan
 	for i := range 3 {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
 		if err := services.Add(svc); err != nil {
 			t.Fatal(err)
 		}
-		d.L2 = append(d.L2, L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
+		d.L2 = append(d.L2, plan.L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
 	}
 	ctx := context.Background()
 	s.apply(ctx, d) // the Announcing Events

@@ -27,7 +27,7 @@ type testNode struct {
 	name    string
 	addr    netip.Addr
 	members *membership.Cluster
-	l2      *Recorder[L2Announcement]
+	l2      *recordingL2
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -69,10 +69,11 @@ func startNode(t *testing.T, kube kubernetes.Interface, herald versioned.Interfa
 	if err := members.SetHealthy(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{name: name, addr: addr, members: members, l2: &Recorder[L2Announcement]{Name: name}, cancel: cancel, done: make(chan struct{})}
+	n := &testNode{name: name, addr: addr, members: members, l2: &recordingL2{}, cancel: cancel, done: make(chan struct{})}
 	sp := New(Config{
-		NodeName: name, MemberlistPort: port, Kube: kube, Herald: herald,
-		Class: k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: n.l2,
+		NodeName: name, MemberlistPort: port, Herald: herald,
+		Informers: NewInformers(kube, herald, "herald-system", false),
+		Class:     k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: n.l2,
 		HandoverDelay: 500 * time.Millisecond,
 	})
 	go func() {

@@ -1,4 +1,4 @@
-package speaker
+package plan
 
 import (
 	"fmt"
@@ -52,7 +52,7 @@ func addrs(ss ...string) []netip.Addr {
 func owners(nodes []election.NodeInfo, pools []Pool, svcs []Service) (l2, bgp map[netip.Addr][]string) {
 	l2, bgp = map[netip.Addr][]string{}, map[netip.Addr][]string{}
 	for _, n := range nodes {
-		d := Decide(n.Name, nodes, pools, svcs)
+		d := Decide(Input{Self: n.Name, Nodes: nodes, Pools: pools, Services: svcs})
 		for _, a := range d.L2 {
 			l2[a.Addr] = append(l2[a.Addr], n.Name)
 		}
@@ -151,7 +151,7 @@ func TestSharedAddressAndRefused(t *testing.T) {
 	}
 	total := 0
 	for _, n := range nodes {
-		d := Decide(n.Name, nodes, pools, svcs)
+		d := Decide(Input{Self: n.Name, Nodes: nodes, Pools: pools, Services: svcs})
 		for _, a := range d.L2 {
 			total++
 			if fmt.Sprint(a.Services) != "[ns/dns ns/http]" || a.Pool != "lan" {
@@ -176,7 +176,7 @@ func TestSpread24Over3(t *testing.T) {
 	}
 	count := map[string]int{}
 	for _, n := range nodes {
-		count[n.Name] = len(Decide(n.Name, nodes, pools, svcs).L2)
+		count[n.Name] = len(Decide(Input{Self: n.Name, Nodes: nodes, Pools: pools, Services: svcs}).L2)
 	}
 	for _, n := range nodes {
 		if c := count[n.Name]; c < 3 || c > 13 {
@@ -202,7 +202,7 @@ func BenchmarkDecide10000x100(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		Decide("node-042", nodes, pools, svcs)
+		Decide(Input{Self: "node-042", Nodes: nodes, Pools: pools, Services: svcs})
 	}
 }
 
@@ -269,7 +269,7 @@ func TestExternalIPs(t *testing.T) {
 	if o := l2[netip.MustParseAddr("203.0.113.6")]; fmt.Sprint(o) != "[node-b]" {
 		t.Errorf("Local externalIP owners %v, want [node-b]", o)
 	}
-	d := Decide("node-a", nodes, pools, svcs)
+	d := Decide(Input{Self: "node-a", Nodes: nodes, Pools: pools, Services: svcs})
 	if fmt.Sprint(d.Refused[netip.MustParseAddr("203.0.113.7")]) != "[ns/clash]" {
 		t.Errorf("externalIP equal to a load balancer's address not refused: %v", d.Refused)
 	}

@@ -1,0 +1,131 @@
+package plan
+
+import (
+	"net/netip"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/heraldlb/herald/internal/allocator"
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/bgpplan"
+	"github.com/heraldlb/herald/internal/election"
+)
+
+// Input is everything a speaker decides from.
+type Input struct {
+	// Self is this node's name.
+	Self string
+	// Nodes are every node known from the API, with its membership state.
+	Nodes    []election.NodeInfo
+	Pools    []Pool
+	Services []Service
+	// Peers are every BGPPeer; those whose nodeSelector matches Self are
+	// this node's. nil when the node runs no BGP.
+	Peers []Peer
+}
+
+// Plan is what this node announces, and the problems found on the way.
+type Plan struct {
+	L2  []L2Announcement // sorted by address
+	BGP []BGPAnnouncement
+	// Refused are addresses in a Service's status that lie in no IPPool:
+	// never announced, so that a status written by someone else cannot
+	// hijack traffic (the CVE-2020-8554 class).
+	Refused map[netip.Addr][]string
+	// BGPPeers are the BGPPeers of this node that can be used, by name.
+	BGPPeers []bgpplan.Peer
+	// RouterID is the BGP identifier the peers agree on; the zero Addr
+	// means the node's own (its IPv4 InternalIP).
+	RouterID netip.Addr
+	// Problems are BGPPeers this node cannot use as written, sorted.
+	Problems []Problem
+}
+
+// Problem is a BGPPeer this node cannot use as written.
+type Problem struct {
+	Peer    string
+	Message string
+}
+
+// Decide computes what in.Self announces and to which peers.
+func Decide(in Input) Plan {
+	p := announcements(in.Self, in.Nodes, in.Pools, in.Services)
+	p.BGPPeers, p.RouterID, p.Problems = peers(in.Self, in.Nodes, in.Peers)
+	return p
+}
+
+// Pool is what the speaker needs of an IPPool.
+type Pool struct {
+	Name    string
+	Ranges  []allocator.Range
+	Created time.Time
+	// ExternalIPs: spec.externalIPs of any Service inside this pool may be announced.
+	ExternalIPs bool
+	// HoldsOutsideSpec is the pool's InUseOutsideSpec condition: it shrank
+	// and the controller keeps addresses outside its spec with their
+	// Services, so those are still the pool's to announce.
+	HoldsOutsideSpec bool
+	L2               *L2Policy
+	BGP              *BGPPolicy
+}
+
+// L2Policy is a pool's announce.layer2.
+type L2Policy struct {
+	Interfaces   []string
+	NodeSelector labels.Selector
+}
+
+// BGPPolicy is a pool's announce.bgp.
+type BGPPolicy struct {
+	Peers               []string
+	NodeSelector        labels.Selector
+	Communities         []string
+	LargeCommunities    []string
+	LocalPref           *uint32
+	AggregationLength   int
+	AggregationLengthV6 int
+}
+
+// Service is what the speaker needs of a Service.
+type Service struct {
+	Key string
+	// Addrs are the load-balancer addresses from its status.
+	Addrs []netip.Addr
+	// PoolHint is the herald.dev/pool-allocated annotation.
+	PoolHint string
+	// ExternalIPs are spec.externalIPs: announced only when they lie in a
+	// pool with externalIPs: true and are no load balancer's address.
+	ExternalIPs []netip.Addr
+	// Local is externalTrafficPolicy: Local; LocalNodes then holds the
+	// nodes with a ready or serving endpoint.
+	Local      bool
+	LocalNodes map[string]bool
+}
+
+// Peer is a BGPPeer object, with its password read from the Secret it
+// names.
+type Peer struct {
+	Name     string
+	Spec     heraldv1.BGPPeerSpec
+	Password string
+	// PasswordProblem says why the password could not be read; "" when
+	// it was, or none is needed.
+	PasswordProblem string
+}
+
+// L2Announcement is one address this node answers ARP/NDP for.
+type L2Announcement struct {
+	Addr       netip.Addr
+	Interfaces []string
+	Pool       string
+	Services   []string
+}
+
+// BGPAnnouncement is one address this node advertises over BGP.
+type BGPAnnouncement struct {
+	Addr     netip.Addr
+	Pool     string
+	Policy   *BGPPolicy
+	Services []string
+}

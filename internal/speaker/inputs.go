@@ -1,0 +1,182 @@
+package speaker
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/heraldlb/herald/internal/allocator"
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/plan"
+)
+
+// This file reads the caches into plan's plain values. Listers of a
+// synced cache never fail, so their errors are not checked.
+
+// input is what the speaker decides from now.
+func (s *Speaker) input(members []membership.Member) plan.Input {
+	in := plan.Input{
+		Self:     s.cfg.NodeName,
+		Nodes:    s.nodeInfos(members),
+		Pools:    s.poolInfos(),
+		Services: s.serviceInfos(),
+	}
+	if s.inf.peers != nil {
+		in.Peers = s.peerInfos()
+	}
+	return in
+}
+
+// nodeInfos joins the Node objects with the live members: a node whose
+// speaker is not a member is not alive.
+func (s *Speaker) nodeInfos(members []membership.Member) []election.NodeInfo {
+	byName := make(map[string]membership.Member, len(members))
+	for _, m := range members {
+		byName[m.Name] = m
+	}
+	nodes, _ := s.inf.nodes.List(labels.Everything())
+	out := make([]election.NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		m, alive := byName[n.Name]
+		_, excluded := n.Labels[k8s.LabelExcludeFromLB]
+		info := election.NodeInfo{Name: n.Name, Labels: n.Labels, Excluded: excluded, Alive: alive, Healthy: alive && m.Healthy}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+				info.NetworkUnavailable = true
+			}
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+func (s *Speaker) poolInfos() []plan.Pool {
+	pools, _ := s.inf.pools.List(labels.Everything())
+	out := make([]plan.Pool, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, poolInfo(p, s.log))
+	}
+	return out
+}
+
+func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
+	// Until the controller has judged this generation of the spec, the
+	// pool still holds what it held: a shrunk spec arrives before the
+	// InUseOutsideSpec condition that keeps addresses outside it, and
+	// deciding in between would withdraw them for that moment.
+	outside := meta.FindStatusCondition(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)
+	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs,
+		HoldsOutsideSpec: outside != nil && (outside.Status == metav1.ConditionTrue || outside.ObservedGeneration < p.Generation)}
+	for _, a := range p.Spec.Addresses {
+		r, err := allocator.ParseRange(a)
+		if err != nil {
+			// The controller reports the pool; an address it cannot
+			// parse is simply never announced.
+			continue
+		}
+		info.Ranges = append(info.Ranges, r)
+	}
+	sel := func(ls *metav1.LabelSelector) labels.Selector {
+		if ls == nil {
+			return nil
+		}
+		s, err := metav1.LabelSelectorAsSelector(ls)
+		if err != nil {
+			log.Warn("ignoring pool with a bad node selector", "pool", p.Name, "err", err)
+			return labels.Nothing()
+		}
+		return s
+	}
+	if l2 := p.Spec.Announce.Layer2; l2 != nil {
+		info.L2 = &plan.L2Policy{Interfaces: l2.Interfaces, NodeSelector: sel(l2.NodeSelector)}
+	}
+	if b := p.Spec.Announce.BGP; b != nil {
+		info.BGP = &plan.BGPPolicy{Peers: b.Peers, NodeSelector: sel(b.NodeSelector), Communities: b.Communities,
+			LargeCommunities: b.LargeCommunities, LocalPref: b.LocalPref, AggregationLength: 32, AggregationLengthV6: 128}
+		if b.AggregationLength != nil {
+			info.BGP.AggregationLength = int(*b.AggregationLength)
+		}
+		if b.AggregationLengthV6 != nil {
+			info.BGP.AggregationLengthV6 = int(*b.AggregationLengthV6)
+		}
+	}
+	return info
+}
+
+func (s *Speaker) serviceInfos() []plan.Service {
+	svcs, _ := s.inf.svcs.List(labels.Everything())
+	out := make([]plan.Service, 0, len(svcs))
+	for _, svc := range svcs {
+		ours := s.cfg.Class.Handles(svc)
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && !ours {
+			continue // another implementation's, externalIPs included
+		}
+		var addrs, ext []netip.Addr
+		if ours {
+			addrs = k8s.StatusAddrs(svc)
+		}
+		for _, e := range svc.Spec.ExternalIPs {
+			if a, err := netip.ParseAddr(e); err == nil {
+				ext = append(ext, a)
+			}
+		}
+		if len(addrs) == 0 && len(ext) == 0 {
+			continue
+		}
+		info := plan.Service{Key: svc.Namespace + "/" + svc.Name, Addrs: addrs, ExternalIPs: ext, PoolHint: svc.Annotations[k8s.AnnotationPoolAllocated]}
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			info.Local, info.LocalNodes = true, s.localNodes(svc)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// localNodes are the nodes with a ready or serving endpoint of svc.
+func (s *Speaker) localNodes(svc *corev1.Service) map[string]bool {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
+	eps, _ := s.inf.slices.EndpointSlices(svc.Namespace).List(sel)
+	out := map[string]bool{}
+	for _, es := range eps {
+		for _, ep := range es.Endpoints {
+			if ep.NodeName == nil {
+				continue
+			}
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ep.Conditions.Serving != nil && *ep.Conditions.Serving
+			if ready || serving {
+				out[*ep.NodeName] = true
+			}
+		}
+	}
+	return out
+}
+
+// peerInfos are every BGPPeer with its password read from the Secret it
+// names.
+func (s *Speaker) peerInfos() []plan.Peer {
+	all, _ := s.inf.peers.List(labels.Everything())
+	out := make([]plan.Peer, 0, len(all))
+	for _, p := range all {
+		info := plan.Peer{Name: p.Name, Spec: p.Spec}
+		if ref := p.Spec.PasswordSecretRef; ref != nil {
+			sec, err := s.inf.secrets.Secrets(s.inf.namespace).Get(ref.Name)
+			if err != nil || len(sec.Data[ref.Key]) == 0 {
+				info.PasswordProblem = fmt.Sprintf("password Secret %s/%s has no key %q", s.inf.namespace, ref.Name, ref.Key)
+			} else {
+				info.Password = string(sec.Data[ref.Key])
+			}
+		}
+		out = append(out, info)
+	}
+	return out
+}
