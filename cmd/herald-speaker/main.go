@@ -17,7 +17,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -243,42 +241,47 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-speaker", Host: f.nodeName})
 
-	reg := cmdutil.NewRegistry()
-	// The layer-2 announcer reports conflicts through the speaker, which
-	// knows the Services to put the Event on; it exists only later.
-	var spRef atomic.Pointer[speaker.Speaker]
-	l2 := layer2.New(layer2.Config{
-		Log: log.With("source", "layer2"), Registry: reg,
-		OnConflict: func(addr netip.Addr, iface string, mac net.HardwareAddr) {
-			if s := spRef.Load(); s != nil {
-				s.ReportConflict(addr, iface, mac)
-			}
-		},
-	})
-	bgpAnn, err := newBGP(ctx, kube, f, log, reg, func(peer string, up bool) {
-		if s := spRef.Load(); s != nil {
-			s.SessionChanged(peer, up)
-		}
-	})
-	if err != nil {
-		return err
-	}
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = "herald-system"
 	}
+	v4, v6, err := nodeAddrs(ctx, kube, f.nodeName, log)
+	if err != nil {
+		return err
+	}
+	// BGP needs an IPv4 router ID; without one the node runs layer 2 only
+	// (and reads no Secrets).
+	runBGP := v4.IsValid()
+
+	// Built in the order they report to each other: what reports Events
+	// first, the announcers that report to it next, the speaker last.
+	reg := cmdutil.NewRegistry()
+	informers := speaker.NewInformers(kube, herald, ns, runBGP)
+	reporter := speaker.NewReporter(speaker.ReporterConfig{
+		NodeName: f.nodeName, Recorder: recorder, Objects: informers, Herald: herald, Members: members, Log: log,
+	})
+	l2 := layer2.New(layer2.Config{Log: log.With("source", "layer2"), Registry: reg, OnConflict: reporter.Conflict})
+	var bgpAnn *bgp.Announcer
+	if runBGP {
+		// Router ID and next hops are this node's InternalIPs, so routers
+		// reach the node itself (ECMP over every node).
+		bgpAnn, err = bgp.New(bgp.Config{
+			RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
+			OnSessionChange: reporter.SessionChanged,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	spCfg := speaker.Config{
-		NodeName: f.nodeName, MemberlistPort: f.port, Herald: herald,
-		Informers:  speaker.NewInformers(kube, herald, ns, bgpAnn != nil),
+		NodeName: f.nodeName, MemberlistPort: f.port, Informers: informers,
 		Class:      k8s.Class{Name: f.class, Only: f.onlyClass},
-		Membership: members, L2: l2Adapter{l2},
-		Recorder: recorder, Log: log, Registry: reg,
+		Membership: members, L2: l2Adapter{l2}, Reporter: reporter, Log: log, Registry: reg,
 	}
 	if bgpAnn != nil {
-		spCfg.BGP = bgpAdapter{bgpAnn}
+		spCfg.BGP = bgpAnn
 	}
 	sp := speaker.New(spCfg)
-	spRef.Store(sp)
 	health := &speaker.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: linkUpFor(bind), Log: log}
 	health.Register(reg)
 
@@ -420,14 +423,13 @@ func linkUpFor(bind netip.Addr) func() (bool, error) {
 	}
 }
 
-// newBGP builds the BGP announcer: router ID and next hops are this node's
-// InternalIPs, so routers reach the node itself (ECMP over every node).
-func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, log *slog.Logger, reg *prometheus.Registry, sessionChanged func(peer string, up bool)) (*bgp.Announcer, error) {
-	n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
+// nodeAddrs are this node's first IPv4 and IPv6 InternalIPs: the BGP
+// router ID and next hops. A node without an IPv4 one runs no BGP.
+func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, err error) {
+	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("reading node %s: %w", f.nodeName, err)
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("reading node %s: %w", node, err)
 	}
-	var v4, v6 netip.Addr
 	for _, ip := range k8s.NodeInternalIPs(n) {
 		if ip.Is4() && !v4.IsValid() {
 			v4 = ip
@@ -436,16 +438,12 @@ func newBGP(ctx context.Context, kube kubernetes.Interface, f *flags, log *slog.
 			v6 = ip
 		}
 	}
-	if !v4.IsValid() {
+	switch {
+	case !v4.IsValid():
 		// A BGP identifier is an IPv4 address; without one there is no BGP.
 		log.Warn("node has no IPv4 InternalIP to use as BGP router ID: BGP is off on this node")
-		return nil, nil
-	}
-	if !v6.IsValid() {
+	case !v6.IsValid():
 		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
 	}
-	return bgp.New(bgp.Config{
-		RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
-		OnSessionChange: sessionChanged,
-	})
+	return v4, v6, nil
 }

@@ -16,6 +16,7 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	heraldinformers "github.com/heraldlb/herald/internal/client/informers"
 	heraldlisters "github.com/heraldlb/herald/internal/client/listers/herald/v1alpha1"
@@ -139,6 +140,19 @@ func (inf *Informers) Service(key string) *corev1.Service {
 		return nil
 	}
 	return svc
+}
+
+// BGPPeer is the cached BGPPeer name, nil when it is gone or this node
+// runs no BGP.
+func (inf *Informers) BGPPeer(name string) *heraldv1.BGPPeer {
+	if inf.peers == nil {
+		return nil
+	}
+	p, err := inf.peers.Get(name)
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // peerAddrs are the memberlist addresses of every other node: speakers run

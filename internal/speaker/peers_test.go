@@ -71,11 +71,12 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 	}
 	events := &refRecorder{Events: make(chan string, 100)}
 	bgp := &recordingBGP{}
+	inf := NewInformers(kube, herald, "herald-system", true)
+	rep := NewReporter(ReporterConfig{NodeName: "node-p", Recorder: events, Objects: inf, Herald: herald, Members: members})
 	sp := New(Config{
-		NodeName: "node-p", MemberlistPort: port, Herald: herald,
-		Informers: NewInformers(kube, herald, "herald-system", true),
-		Class:     k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: &recordingL2{}, BGP: bgp,
-		Recorder: events, JoinWait: 10 * time.Millisecond,
+		NodeName: "node-p", MemberlistPort: port, Informers: inf,
+		Class: k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: &recordingL2{}, BGP: bgp,
+		Reporter: rep, JoinWait: 10 * time.Millisecond,
 	})
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -155,7 +156,7 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 	waitPeers("198.51.100.91 [a b locked]")
 
 	got = nil
-	sp.SessionChanged("a", true)
+	rep.SessionChanged("a", true)
 	collect(200 * time.Millisecond)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "Normal SessionUp BGP session from node node-p established") ||
 		!strings.HasSuffix(got[0], " on BGPPeer a uid "+string(a.UID)) {

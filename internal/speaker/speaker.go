@@ -10,11 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/internal/bgpplan"
-	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/plan"
@@ -26,12 +23,10 @@ type L2Announcer interface {
 }
 
 // BGPAnnouncer advertises exactly the paths it was last given, to exactly
-// the peers it was last given.
+// the peers it was last given (internal/bgp's Announcer).
 type BGPAnnouncer interface {
 	SetPeers(ctx context.Context, routerID netip.Addr, peers []bgpplan.Peer) error
 	SetPaths(ctx context.Context, paths []bgpplan.Path) error
-	// Sessions reports, per BGPPeer name, whether the session is up.
-	Sessions() map[string]bool
 }
 
 // Membership is the speakers' cluster as the speaker needs it.
@@ -46,15 +41,16 @@ type Membership interface {
 type Config struct {
 	NodeName       string
 	MemberlistPort int
-	Herald         versioned.Interface
 	Informers      *Informers
 	Class          k8s.Class
 	Membership     Membership
 	L2             L2Announcer  // nil: layer-2 announcements are computed but not made
 	BGP            BGPAnnouncer // nil: likewise for BGP
-	Recorder       record.EventRecorder
-	Log            *slog.Logger
-	Registry       prometheus.Registerer
+	// Reporter reports what the speaker does; the announcers report to it
+	// too.
+	Reporter *Reporter
+	Log      *slog.Logger
+	Registry prometheus.Registerer
 	// HandoverDelay is how long a stopping speaker keeps answering after
 	// leaving the cluster, so the next owners take over before it goes quiet.
 	HandoverDelay time.Duration
@@ -70,23 +66,10 @@ type Speaker struct {
 	log *slog.Logger
 	inf *Informers
 
-	reportPoke chan struct{}
-	peerCount  atomic.Int32 // known peers from the Node objects, set by nodesChanged
+	peerCount atomic.Int32 // known peers from the Node objects, set by nodesChanged
 
-	lastPeerErr string // apply's last SetPeers error (apply runs on one goroutine)
-	// failing maps "protocol address" (or "protocol *" for a failure
-	// that names no address) to the failure last reported by an
-	// AnnounceFailed Event, so that a failure is reported when it starts
-	// or changes, not on every recompute (apply's goroutine only).
-	failing map[string]string
-
-	peerProblems map[string]string // BGPPeer name -> the problem last reported (apply's goroutine only)
-
-	mu        sync.Mutex
-	announced map[string]time.Time // "proto/addr" -> since when, for Events and status
-	last      plan.Plan
-
-	announceEvents *rate.Limiter // see announceEventBurst
+	mu   sync.Mutex
+	last plan.Plan // the plan last applied
 
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
@@ -99,9 +82,6 @@ func New(cfg Config) *Speaker {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Recorder == nil {
-		cfg.Recorder = &record.FakeRecorder{}
-	}
 	if cfg.HandoverDelay == 0 {
 		cfg.HandoverDelay = 2 * time.Second
 	}
@@ -109,14 +89,9 @@ func New(cfg Config) *Speaker {
 		cfg.JoinWait = 5 * time.Second
 	}
 	s := &Speaker{
-		cfg:            cfg,
-		log:            cfg.Log, // the caller's logger names the node
-		inf:            cfg.Informers,
-		reportPoke:     make(chan struct{}, 1),
-		announced:      map[string]time.Time{},
-		failing:        map[string]string{},
-		announceEvents: rate.NewLimiter(announceEventRate, announceEventBurst),
-		peerProblems:   map[string]string{},
+		cfg: cfg,
+		log: cfg.Log, // the caller's logger names the node
+		inf: cfg.Informers,
 		announcedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_speaker_announced_addresses",
 			Help: "Addresses this node announces, by protocol.",
@@ -163,7 +138,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	reportsDone := make(chan struct{})
 	go func() {
 		defer close(reportsDone)
-		s.runReports(reportCtx)
+		s.cfg.Reporter.Run(reportCtx)
 	}()
 	defer func() {
 		stopReports()
@@ -178,7 +153,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			// A last report says this node announces nothing any more.
 			final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if werr := s.writeReport(final, s.report()); werr != nil {
+			if werr := s.cfg.Reporter.WriteFinal(final); werr != nil {
 				s.log.Warn("writing final Speaker status", "err", werr)
 			}
 			return err

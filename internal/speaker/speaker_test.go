@@ -70,10 +70,11 @@ func startNode(t *testing.T, kube kubernetes.Interface, herald versioned.Interfa
 		t.Fatal(err)
 	}
 	n := &testNode{name: name, addr: addr, members: members, l2: &recordingL2{}, cancel: cancel, done: make(chan struct{})}
+	inf := NewInformers(kube, herald, "herald-system", false)
 	sp := New(Config{
-		NodeName: name, MemberlistPort: port, Herald: herald,
-		Informers: NewInformers(kube, herald, "herald-system", false),
-		Class:     k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: n.l2,
+		NodeName: name, MemberlistPort: port, Informers: inf,
+		Reporter: NewReporter(ReporterConfig{NodeName: name, Objects: inf, Herald: herald, Members: members}),
+		Class:    k8s.Class{Name: "herald.dev/lb"}, Membership: members, L2: n.l2,
 		HandoverDelay: 500 * time.Millisecond,
 	})
 	go func() {

@@ -1,9 +1,9 @@
 package speaker
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -14,19 +14,19 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 
+	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/bgpplan"
 	heraldfake "github.com/heraldlb/herald/internal/client/clientset/versioned/fake"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/plan"
 )
 
+// oneMember is a membership of one healthy member.
 type oneMember struct{ name string }
 
 func (m oneMember) Members() []membership.Member {
 	return []membership.Member{{Name: m.name, Healthy: true}}
 }
-func (oneMember) Changed() <-chan struct{}  { return nil }
-func (oneMember) SetPeers([]netip.AddrPort) {}
-func (oneMember) Leave(time.Duration) error { return nil }
 
 // fakeInformers are caches over fake clients, never started: tests add
 // objects to their indexers directly.
@@ -34,19 +34,43 @@ func fakeInformers() *Informers {
 	return NewInformers(kubefake.NewClientset(), heraldfake.NewSimpleClientset(), "herald-system", false)
 }
 
+// newTestReporter is a Reporter of node n1 over fakeInformers, recording
+// Events into rec (nil: dropped), writing no Speaker object.
+func newTestReporter(rec record.EventRecorder) *Reporter {
+	return NewReporter(ReporterConfig{NodeName: "n1", Recorder: rec, Objects: fakeInformers(), Members: oneMember{"n1"}})
+}
+
+// addServices puts n Services ns/s0.. into the reporter's cache and returns
+// a plan announcing one address for each over layer 2.
+func addServices(t *testing.T, r *Reporter, n int) plan.Plan {
+	t.Helper()
+	services := r.cfg.Objects.(*Informers).kubeFactory.Core().V1().Services().Informer().GetIndexer()
+	var p plan.Plan
+	for i := range n {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
+		if err := services.Add(svc); err != nil {
+			t.Fatal(err)
+		}
+		p.L2 = append(p.L2, plan.L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
+	}
+	return p
+}
+
 // TestReportListsAtMostMaxReported: a node announcing more than
 // maxReported addresses lists the lowest ones, sorted by address, counts
 // the rest, and still counts all of them per protocol.
 func TestReportListsAtMostMaxReported(t *testing.T) {
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Informers: fakeInformers()})
+	r := newTestReporter(nil)
 	// 1 500 layer-2 addresses in descending order, and one BGP address
 	// that sorts first.
+	var p plan.Plan
 	for i := 1499; i >= 0; i-- {
 		a := netip.AddrFrom4([4]byte{198, 19, byte(i / 256), byte(i % 256)})
-		s.last.L2 = append(s.last.L2, plan.L2Announcement{Addr: a, Pool: "p", Services: []string{"ns/s"}})
+		p.L2 = append(p.L2, plan.L2Announcement{Addr: a, Pool: "p", Services: []string{"ns/s"}})
 	}
-	s.last.BGP = append(s.last.BGP, plan.BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policy: &plan.BGPPolicy{}})
-	st := s.report()
+	p.BGP = append(p.BGP, plan.BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policy: &plan.BGPPolicy{}})
+	r.Applied(p, Outcome{})
+	st := r.status()
 	if len(st.Announcements) != maxReported || st.AnnouncementsOmitted != 501 {
 		t.Fatalf("listed %d, omitted %d; want %d and 501", len(st.Announcements), st.AnnouncementsOmitted, maxReported)
 	}
@@ -97,18 +121,10 @@ func TestNodeMatters(t *testing.T) {
 // announcement records none, whatever the number of recomputes.
 func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 	rec := record.NewFakeRecorder(1000)
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, Informers: fakeInformers()})
-	services := s.inf.kubeFactory.Core().V1().Services().Informer().GetIndexer()
-	var d plan.Plan
-	for i := range 100 {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
-		if err := services.Add(svc); err != nil {
-			t.Fatal(err)
-		}
-		d.L2 = append(d.L2, plan.L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
-	}
+	r := newTestReporter(rec)
+	d := addServices(t, r, 100)
 	start := time.Now()
-	s.apply(context.Background(), d)
+	r.Applied(d, Outcome{})
 	first := len(rec.Events)
 	// The limiter refills one a second; the test may take that long.
 	if limit := announceEventBurst + int(time.Since(start).Seconds())*announceEventRate; first < announceEventBurst || first > limit {
@@ -119,19 +135,14 @@ func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 			t.Errorf("event %q", e)
 		}
 	}
-	s.apply(context.Background(), d)
+	r.Applied(d, Outcome{})
 	if n := len(rec.Events); n != 0 {
 		t.Errorf("a recompute without new announcements recorded %d Events", n)
 	}
-	if got := len(s.announced); got != 100 {
+	if got := len(r.announced); got != 100 {
 		t.Errorf("%d announcements tracked, want 100", got)
 	}
 }
-
-// failingL2 is a layer-2 announcer that refuses what err says.
-type failingL2 struct{ err error }
-
-func (f *failingL2) Set(context.Context, []plan.L2Announcement) error { return f.err }
 
 // addrErr names the address it failed for, as layer2.AddrError does.
 type addrErr struct {
@@ -144,19 +155,9 @@ func (e addrErr) FailedAddr() netip.Addr { return e.addr }
 
 func TestAnnounceFailedGoesToTheFailingAddressOnce(t *testing.T) {
 	rec := record.NewFakeRecorder(100)
-	l2 := &failingL2{}
-	s := New(Config{NodeName: "n1", Membership: oneMember{"n1"}, Recorder: rec, L2: l2, Informers: fakeInformers()})
-	services := s.inf.kubeFactory.Core().V1().Services().Informer().GetIndexer()
-	var d plan.Plan
-	for i := range 3 {
-		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)}}
-		if err := services.Add(svc); err != nil {
-			t.Fatal(err)
-		}
-		d.L2 = append(d.L2, plan.L2Announcement{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Pool: "p", Services: []string{"ns/" + svc.Name}})
-	}
-	ctx := context.Background()
-	s.apply(ctx, d) // the Announcing Events
+	r := newTestReporter(rec)
+	d := addServices(t, r, 3)
+	r.Applied(d, Outcome{}) // the Announcing Events
 	for len(rec.Events) > 0 {
 		<-rec.Events
 	}
@@ -171,25 +172,89 @@ func TestAnnounceFailedGoesToTheFailingAddressOnce(t *testing.T) {
 		return out
 	}
 
-	l2.err = errors.Join(addrErr{d.L2[1].Addr, "announcing 198.51.100.1 (ns/s1): no usable interface"})
-	s.apply(ctx, d)
+	refused := errors.Join(addrErr{d.L2[1].Addr, "announcing 198.51.100.1 (ns/s1): no usable interface"})
+	r.Applied(d, Outcome{L2: refused})
 	if got := warnings(); len(got) != 1 || !strings.Contains(got[0], "198.51.100.1") {
 		t.Errorf("one address refused: Events %q, want one AnnounceFailed for 198.51.100.1", got)
 	}
-	s.apply(ctx, d)
+	r.Applied(d, Outcome{L2: refused})
 	if got := warnings(); len(got) != 0 {
 		t.Errorf("the same refusal at the next recompute: Events %q, want none", got)
 	}
-	l2.err = nil
-	s.apply(ctx, d)
-	l2.err = errors.Join(addrErr{d.L2[1].Addr, "announcing 198.51.100.1 (ns/s1): no usable interface"})
-	s.apply(ctx, d)
+	r.Applied(d, Outcome{})
+	r.Applied(d, Outcome{L2: refused})
 	if got := warnings(); len(got) != 1 {
 		t.Errorf("the refusal again after it cleared: Events %q, want one", got)
 	}
-	l2.err = errors.New("layer2 announcer not running")
-	s.apply(ctx, d)
+	r.Applied(d, Outcome{L2: errors.New("layer2 announcer not running")})
 	if got := warnings(); len(got) != 3 {
 		t.Errorf("a refusal that names no address: Events %q, want one per Service (3)", got)
+	}
+}
+
+// TestPeerProblemsAndSessions: a BGPPeer problem is one Event on the
+// BGPPeer (with its UID) while it lasts, again when it comes back; session
+// changes are Events and show in the status, listed for the plan's peers.
+func TestPeerProblemsAndSessions(t *testing.T) {
+	events := &refRecorder{Events: make(chan string, 10)}
+	inf := fakeInformers()
+	peers := inf.heraldFactory.Herald().V1alpha1().BGPPeers().Informer().GetIndexer()
+	inf.peers = inf.heraldFactory.Herald().V1alpha1().BGPPeers().Lister()
+	if err := peers.Add(&heraldv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "a", UID: "uid-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReporter(ReporterConfig{NodeName: "n1", Recorder: events, Objects: inf, Members: oneMember{"n1"}})
+	drain := func() (out []string) {
+		for len(events.Events) > 0 {
+			out = append(out, <-events.Events)
+		}
+		return out
+	}
+	bad := plan.Plan{BGPPeers: []bgpplan.Peer{{Name: "b"}}, Problems: []plan.Problem{{Peer: "a", Message: "routerID \"x\" is not an IPv4 address"}}}
+	r.Applied(bad, Outcome{})
+	r.Applied(bad, Outcome{})
+	want := `Warning PeerConfigProblem node n1: routerID "x" is not an IPv4 address on BGPPeer a uid uid-a`
+	if got := drain(); len(got) != 1 || got[0] != want {
+		t.Errorf("events %q, want once %q", got, want)
+	}
+	r.Applied(plan.Plan{}, Outcome{})
+	r.Applied(bad, Outcome{})
+	if got := drain(); len(got) != 1 {
+		t.Errorf("the problem coming back: events %q, want one", got)
+	}
+
+	r.SessionChanged("b", true)
+	if got := drain(); len(got) != 1 || !strings.HasPrefix(got[0], "Normal SessionUp BGP session from node n1 established on BGPPeer b") {
+		t.Errorf("session up: events %q", got)
+	}
+	if got := r.status().BGPSessions; len(got) != 1 || got[0].Peer != "b" || !got[0].Up {
+		t.Errorf("status sessions %+v, want b up", got)
+	}
+	r.SessionChanged("b", false)
+	if got := r.status().BGPSessions; len(got) != 1 || got[0].Up {
+		t.Errorf("status sessions %+v, want b down", got)
+	}
+}
+
+// TestConflictGoesToTheServicesOfTheAddress: another host answering for an
+// announced address is a Warning on the Services using it, and only those.
+func TestConflictGoesToTheServicesOfTheAddress(t *testing.T) {
+	rec := record.NewFakeRecorder(10)
+	r := newTestReporter(rec)
+	d := addServices(t, r, 3)
+	r.Applied(d, Outcome{})
+	for len(rec.Events) > 0 {
+		<-rec.Events
+	}
+	r.Conflict(d.L2[2].Addr, "eth0", net.HardwareAddr{2, 0, 0, 0, 0, 9})
+	if n := len(rec.Events); n != 1 {
+		t.Fatalf("%d Events, want 1", n)
+	}
+	if e := <-rec.Events; !strings.HasPrefix(e, "Warning AddressConflict 198.51.100.2 is owned by node n1 but 02:00:00:00:00:09 also answers for it on eth0") {
+		t.Errorf("event %q", e)
+	}
+	r.Conflict(netip.MustParseAddr("198.51.100.99"), "eth0", net.HardwareAddr{2, 0, 0, 0, 0, 9})
+	if n := len(rec.Events); n != 0 {
+		t.Errorf("a conflict on an address not announced recorded %d Events", n)
 	}
 }
