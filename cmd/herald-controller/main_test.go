@@ -424,7 +424,7 @@ func BenchmarkScale10000(b *testing.B) {
 		startController(b, "--kubeconfig", f.c.Kubeconfig, "--metrics-addr", metrics2, "--log-level", "warn")
 		waitHTTP(b, "http://"+metrics2+"/readyz", 200)
 		ready := time.Since(restart)
-		time.Sleep(5 * time.Second) // let the workers go through every Service
+		time.Sleep(5 * time.Second) // let the restarted binary's workers go through every Service in the API server
 		list, err := f.kube.CoreV1().Services("scale").List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			b.Fatal(err)

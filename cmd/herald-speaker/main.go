@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -27,12 +26,10 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/heraldlb/herald/internal/bgp"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
+	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
@@ -282,8 +279,8 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		spCfg.BGP = bgpAnn
 	}
 	sp := speaker.New(spCfg)
-	health := &speaker.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: linkUpFor(bind), Log: log}
-	health.Register(reg)
+	nodeHealth := &health.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: health.LinkUpFor(bind), Log: log}
+	nodeHealth.Register(reg)
 
 	ready := make(chan struct{})
 	go func() {
@@ -311,7 +308,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		}
 		bgpDone <- bgpAnn.Run(annCtx)
 	}()
-	go health.Run(ctx, members.SetHealthy)
+	go nodeHealth.Run(ctx, members.SetHealthy)
 	close(ready)
 	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", key != nil)
 	// sp.Run returns after the graceful handover; only then does the
@@ -361,65 +358,6 @@ func bindAddr(ctx context.Context, kube kubernetes.Interface, f *flags) (netip.A
 			return netip.Addr{}, fmt.Errorf("reading node %s: %w", f.nodeName, err)
 		case <-time.After(2 * time.Second):
 		}
-	}
-}
-
-// linkUpFor watches the interface that carries the node's own address:
-// with it down, this node cannot forward what it attracts. The returned
-// func remembers the link: call it from one goroutine (Health.Run).
-func linkUpFor(bind netip.Addr) func() (bool, error) {
-	family := netlink.FAMILY_V4
-	if bind.Is6() {
-		family = netlink.FAMILY_V6
-	}
-	holds := func(addrs []netlink.Addr) (int, bool) {
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == bind {
-				return a.LinkIndex, true
-			}
-		}
-		return 0, false
-	}
-	// The check runs every 500 ms: it asks the kernel about the one link
-	// that held the address last time, and dumps all addresses only when
-	// that link no longer holds it (a node with a hundred Pods has a
-	// hundred veths; listing each one's addresses was most of an idle
-	// speaker's netlink work).
-	// One netlink handle for the life of the check: the package-level
-	// functions open and close a socket per request, which was most of
-	// what remained of the check's cost.
-	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		nl = &netlink.Handle{} // the zero Handle opens a socket per request
-	}
-	index := 0
-	return func() (bool, error) {
-		var link netlink.Link
-		if index > 0 {
-			if l, err := nl.LinkByIndex(index); err == nil {
-				if addrs, err := nl.AddrList(l, family); err == nil {
-					if _, ok := holds(addrs); ok {
-						link = l
-					}
-				}
-			}
-		}
-		if link == nil {
-			addrs, err := nl.AddrList(nil, family)
-			if err != nil {
-				return false, fmt.Errorf("listing addresses: %w", err)
-			}
-			i, ok := holds(addrs)
-			if !ok {
-				index = 0
-				return false, fmt.Errorf("no interface holds %s", bind)
-			}
-			if link, err = nl.LinkByIndex(i); err != nil {
-				return false, fmt.Errorf("reading the link holding %s: %w", bind, err)
-			}
-			index = i
-		}
-		return link.Attrs().Flags&net.FlagUp != 0 && link.Attrs().OperState != netlink.OperDown, nil
 	}
 }
 

@@ -47,6 +47,7 @@ func TestAllocateStatusAndRelease(t *testing.T) {
 
 	// Idle: nothing is written again.
 	rv := e.getSvc("web").ResourceVersion
+	// A check that nothing happens watches a real API server for a while.
 	time.Sleep(500 * time.Millisecond)
 	if now := e.getSvc("web").ResourceVersion; now != rv {
 		t.Errorf("Service rewritten while nothing changed: resourceVersion %s -> %s", rv, now)
@@ -322,7 +323,8 @@ func TestRestartKeepsAddresses(t *testing.T) {
 		}
 		delete(want, n)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The releases are done once the pool counts what is left.
+	e.waitPool("lan", func(p *heraldv1.IPPool) bool { return p.Status.IPv4 != nil && p.Status.IPv4.Allocated == 17 })
 	e.stop()
 
 	// While the controller is down: new Services, one asking for an
@@ -439,7 +441,7 @@ func TestAPIServerOutage(t *testing.T) {
 	if err := cluster.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Second)
+	time.Sleep(20 * time.Second) // the outage itself, of a real API server
 	if err := cluster.StartAPIServer(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -333,6 +333,6 @@ func (e *env) neverIPs(name string, d time.Duration) {
 		if ips := ingressIPs(e.getSvc(name)); len(ips) > 0 {
 			e.t.Fatalf("Service %s got %v, want no address", name, ips)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polls a real API server
 	}
 }

@@ -97,7 +97,7 @@ func TestARPGratuitousSchedule(t *testing.T) {
 	}
 	check(1)
 	e.step(t, 1, e.interval-1)
-	settle()
+	e.settle(t, r.ownerSet)
 	if got := len(c.written()); got != 2 {
 		t.Fatalf("before the interval elapsed: %d frames, want 2", got)
 	}
@@ -107,7 +107,7 @@ func TestARPGratuitousSchedule(t *testing.T) {
 	check(3)
 	// GratuitousCount rounds in all: nothing more.
 	e.clk.Step(10 * e.interval)
-	settle()
+	e.settle(t, r.ownerSet)
 	if got := len(c.written()); got != 6 {
 		t.Fatalf("after the burst: %d frames, want 6", got)
 	}
@@ -156,7 +156,7 @@ func TestARPRemovalStopsAnsweringAndBurst(t *testing.T) {
 	}
 	e.step(t, 1, e.interval)
 	eventually(t, "vip4b round", func() bool { return len(c.written()) == n+2 })
-	settle()
+	e.settle(t, r.ownerSet)
 	for _, f := range c.written()[n:] {
 		if got := decodeARP(t, f).SPA; got != vip4b {
 			t.Errorf("gratuitous for %v after its removal", got)
@@ -165,7 +165,7 @@ func TestARPRemovalStopsAnsweringAndBurst(t *testing.T) {
 	r.setAddrs(nil)
 	n = len(c.written())
 	e.clk.Step(10 * e.interval)
-	settle()
+	e.settle(t, r.ownerSet)
 	if got := len(c.written()); got != n {
 		t.Errorf("burst continued after removal: %d frames", got-n)
 	}
@@ -188,7 +188,7 @@ func TestARPConflict(t *testing.T) {
 		e.clk.Step(e.grace - 1)
 		claim(t, r, arp.OperationReply)
 		e.clk.Step(10 * e.grace)
-		settle()
+		e.settle(t, r.ownerSet)
 		if got := e.conflicts.get(); len(got) != 0 {
 			t.Errorf("conflict reported during grace: %v", got)
 		}
@@ -217,7 +217,7 @@ func TestARPConflict(t *testing.T) {
 		// last one): counted, not reported again.
 		e.clk.Step(conflictQuiet - e.grace)
 		claim(t, r, arp.OperationReply)
-		settle()
+		e.settle(t, r.ownerSet)
 		if got := len(e.conflicts.get()); got != 1 {
 			t.Errorf("OnConflict called %d times in one episode", got)
 		}
@@ -243,7 +243,7 @@ func TestARPConflict(t *testing.T) {
 		eventually(t, "confirmation timer", func() bool { return e.clk.Waiters() == 1 })
 		r.setAddrs(nil)
 		e.clk.Step(e.grace)
-		settle()
+		e.settle(t, r.ownerSet)
 		if got := e.conflicts.get(); len(got) != 0 {
 			t.Errorf("conflict reported by an owner that let go: %v", got)
 		}
@@ -261,7 +261,7 @@ func TestARPConflict(t *testing.T) {
 		for _, f := range c.written()[n:] {
 			r.handle(f)
 		}
-		settle()
+		e.settle(t, r.ownerSet)
 		if e.clk.HasWaiters() || len(e.conflicts.get()) != 0 {
 			t.Errorf("a conflict was started")
 		}

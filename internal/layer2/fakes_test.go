@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -283,13 +284,18 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched() // the goroutines awaited run in this process
 	}
 }
 
-// settle gives goroutines woken by a fake-clock step a moment to act, for
-// checks that something does NOT happen.
-func settle() { time.Sleep(20 * time.Millisecond) }
+// settle waits until every timed goroutine of set waits on the fake clock
+// again (or has ended), so that a check that something did NOT happen
+// after a step sees everything the step caused. The fake clock's waiters
+// are all set's: each test has one responder.
+func (e *testEnv) settle(t *testing.T, set *ownerSet) {
+	t.Helper()
+	eventually(t, "the responder to wait on the clock", func() bool { return int(set.timed.Load()) == e.clk.Waiters() })
+}
 
 // step waits until n goroutines wait on the fake clock, then advances it.
 func (e *testEnv) step(t *testing.T, n int, d time.Duration) {

@@ -82,7 +82,7 @@ func TestNDPUnsolicitedSchedule(t *testing.T) {
 	e.step(t, 1, e.interval)
 	eventually(t, "second NA", func() bool { return len(c.written()) == 2 })
 	e.clk.Step(10 * e.interval)
-	settle()
+	e.settle(t, r.ownerSet)
 	if got := len(c.written()); got != 2 {
 		t.Errorf("%d NAs, want GratuitousCount=2", got)
 	}
@@ -128,7 +128,7 @@ func TestNDPConflict(t *testing.T) {
 	e.clk.Step(e.grace)
 	r.handle(na(vip6, ourMAC, false), clientIP6)    // our own
 	r.handle(na(vip6b, otherMAC, false), clientIP6) // not ours
-	settle()
+	e.settle(t, r.ownerSet)
 	if e.clk.HasWaiters() {
 		t.Fatal("conflict started by an ignorable advertisement")
 	}

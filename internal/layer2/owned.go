@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -56,6 +57,11 @@ type ownerSet struct {
 	addrs  map[netip.Addr]*owned
 	closed bool
 	wg     sync.WaitGroup
+	// timed counts the burst and confirmation goroutines, which act only
+	// when the clock says so: when each of them waits on the clock, the
+	// set has done all it will until the clock moves (tests step a fake
+	// clock and check what did not happen).
+	timed atomic.Int32
 }
 
 func newOwnerSet(cfg ownerConfig, announce func(netip.Addr) int) *ownerSet {
@@ -106,6 +112,7 @@ func (s *ownerSet) set(want map[netip.Addr]string, join, leave func(netip.Addr))
 			o := s.addrs[a]
 			if o != nil {
 				s.wg.Add(1)
+				s.timed.Add(1)
 				go s.burst(a, o.stop)
 			}
 			s.mu.Unlock()
@@ -122,6 +129,7 @@ func (s *ownerSet) gratuitous(a netip.Addr) {
 // burst sends the remaining GratuitousCount-1 rounds for a.
 func (s *ownerSet) burst(a netip.Addr, stop <-chan struct{}) {
 	defer s.wg.Done()
+	defer s.timed.Add(-1)
 	for i := 1; i < s.cfg.count; i++ {
 		t := s.cfg.clk.NewTimer(s.cfg.interval)
 		select {
@@ -182,6 +190,7 @@ func (s *ownerSet) conflict(a netip.Addr, otherMAC net.HardwareAddr) {
 		o.confirming, o.pending = true, 1
 		mac := slices.Clone(otherMAC)
 		s.wg.Add(1)
+		s.timed.Add(1)
 		go s.confirm(a, o, mac)
 	}
 }
@@ -190,6 +199,7 @@ func (s *ownerSet) conflict(a netip.Addr, otherMAC net.HardwareAddr) {
 // ownership (o) ConflictGrace after the first conflicting answer.
 func (s *ownerSet) confirm(a netip.Addr, o *owned, mac net.HardwareAddr) {
 	defer s.wg.Done()
+	defer s.timed.Add(-1)
 	if s.cfg.grace > 0 {
 		t := s.cfg.clk.NewTimer(s.cfg.grace)
 		select {

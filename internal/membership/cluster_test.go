@@ -128,7 +128,7 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // memberlist converges over real sockets, in real time
 	}
 }
 
@@ -151,7 +151,7 @@ func waitMembers(tb testing.TB, cs []*Cluster, want ...string) {
 			tb.Fatalf("timed out after %v waiting for members %v: %s", waitTimeout, want, last)
 		}
 		// Each poll costs len(cs)² work: poll large clusters less often.
-		time.Sleep(time.Duration(max(10, len(cs))) * time.Millisecond)
+		time.Sleep(time.Duration(max(10, len(cs))) * time.Millisecond) // real memberlist, real time
 	}
 }
 
@@ -243,7 +243,7 @@ func TestClusterLeave(t *testing.T) {
 	// Between Leave and Shutdown the leaver still answers; the survivors'
 	// rejoin loop must not bring it back.
 	for range 20 {
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond) // the survivors' real rejoin rounds must not bring m3 back
 		for _, c := range cs[:2] {
 			if got := names(c.Members()); slices.Contains(got, "m3") {
 				t.Fatalf("%s lists m3 again after it left: %v", c.cfg.NodeName, got)
@@ -298,7 +298,7 @@ func TestClusterRejoinLoopJoinsLatePeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	m1.SetPeers([]netip.AddrPort{addr})
-	time.Sleep(3 * interval) // several failed rounds
+	time.Sleep(3 * interval) // several failed rounds against a real, closed port
 
 	m2 := start(t, Config{NodeName: "m2", Port: int(addr.Port())}) // knows no peers
 	waitMembers(t, []*Cluster{m1, m2}, "m1", "m2")
@@ -317,7 +317,7 @@ func TestClusterEncryption(t *testing.T) {
 		c.SetPeers(all)
 	}
 	// Several rejoin rounds in both directions.
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // real members refusing each other over real sockets
 	waitMembers(t, cs, "m1", "m2")
 	waitMembers(t, []*Cluster{wrong}, "wrong-key")
 	waitMembers(t, []*Cluster{plain}, "no-key")
@@ -481,7 +481,7 @@ func measureFailover(b *testing.B, cfg Config, members, trials int) []time.Durat
 		name, port := victim.cfg.NodeName, int(victim.LocalAddr().Port())
 		survivors := slices.Delete(slices.Clone(cs), i, i+1)
 		// Let any refutation or gossip of the previous trial settle.
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // real memberlist settles before the next kill
 
 		// Each survivor waits on its Changed signal (no busy polling, so
 		// large clusters in one process are not slowed down by the

@@ -78,7 +78,7 @@ func (t *partitionTransport) WriteToAddress(b []byte, a memberlist.Address) (tim
 
 // dialBlocked waits like a connection attempt into a black hole.
 func dialBlocked(timeout time.Duration) (net.Conn, error) {
-	time.Sleep(min(timeout, tcpTimeout))
+	time.Sleep(min(timeout, tcpTimeout)) // memberlist's real dial timeout, as into a black hole
 	return nil, errPartitioned
 }
 
@@ -116,7 +116,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 	p.split(cs[:2], cs[2:])
 	waitMembers(t, cs[:2], "m1", "m2")
 	waitMembers(t, cs[2:], "m3", "m4")
-	time.Sleep(time.Second) // a few failed rejoin rounds
+	time.Sleep(time.Second) // a few failed rejoin rounds of real members
 
 	p.heal()
 	waitMembers(t, cs, "m1", "m2", "m3", "m4")
@@ -152,12 +152,12 @@ func BenchmarkPartitionHeal(b *testing.B) {
 			p.split(left, right)
 			waitMembers(b, left, memberNames(left)...)
 			waitMembers(b, right, memberNames(right)...)
-			time.Sleep(hold)
+			time.Sleep(hold) // the partition lasts this long in real time
 			t0 := time.Now()
 			p.heal()
 			waitMembersFast(b, cs, all)
 			out = append(out, time.Since(t0))
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // real memberlist settles between trials
 		}
 		b.Logf("partition heal over %d trials: %v", trials, out)
 		b.ReportMetric(float64(quantile(out, 0.5).Nanoseconds()), "ns/op")
@@ -184,6 +184,6 @@ func waitMembersFast(tb testing.TB, cs []*Cluster, want []string) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for members %v", want)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // polls real members, measuring real time
 	}
 }

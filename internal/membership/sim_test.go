@@ -182,7 +182,7 @@ func simChild() int {
 			var gcs debug.GCStats
 			for {
 				t := time.Now()
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond) // real members over real sockets
 				d := time.Since(t)
 				if d <= 40*time.Millisecond {
 					continue
@@ -262,7 +262,7 @@ func simChild() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		time.Sleep(stagger)
+		time.Sleep(stagger) // members start apart, as speakers do
 	}
 	pprof.StopCPUProfile()
 
@@ -734,7 +734,7 @@ func BenchmarkSimulation(b *testing.B) {
 		s.checkOwners()
 
 		// Steady traffic: nothing changes for the whole window.
-		time.Sleep(5 * time.Second)
+		time.Sleep(5 * time.Second) // real cluster settles
 		// HERALD_SIM_CPUPROFILE=FILE: the process holding n000 profiles
 		// itself over the steady window (what a member costs when nothing
 		// happens).
@@ -744,7 +744,7 @@ func BenchmarkSimulation(b *testing.B) {
 		}
 		before, cpu0 := s.sentBytes()
 		w0 := time.Now()
-		time.Sleep(steady)
+		time.Sleep(steady) // measures steady real traffic
 		after, cpu1 := s.sentBytes()
 		if prof != "" {
 			s.do("profile", simName(0))
@@ -785,7 +785,7 @@ func BenchmarkSimulation(b *testing.B) {
 			if _, ok := s.waitConverged(all, time.Minute); !ok {
 				b.Fatalf("trial %d: %s did not rejoin within a minute: %s", trial, victim, s.describe(all))
 			}
-			time.Sleep(2 * time.Second)
+			time.Sleep(2 * time.Second) // real cluster settles between kills
 		}
 		b.Logf("one member killed, every survivor agrees again after: %v", took)
 		b.ReportMetric(quantile(took, 0.5).Seconds(), "median-s")

@@ -147,4 +147,3 @@ func betterKey(k, than netip.Addr) bool {
 	}
 	return k.Less(than)
 }
-

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
@@ -71,6 +72,9 @@ type ReporterConfig struct {
 	Herald  versioned.Interface
 	Members Members
 	Log     *slog.Logger
+	// Clock paces the Speaker object's writes and dates announcements;
+	// nil is the real clock.
+	Clock clock.Clock
 }
 
 // Reporter tells people what this node does: Events on Services and
@@ -105,6 +109,9 @@ func NewReporter(cfg ReporterConfig) *Reporter {
 	if cfg.Recorder == nil {
 		cfg.Recorder = &record.FakeRecorder{}
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
 	return &Reporter{
 		cfg:            cfg,
 		log:            cfg.Log,
@@ -135,7 +142,7 @@ func (r *Reporter) Applied(p plan.Plan, out Outcome) {
 	r.peers(p.Problems, out.Peers)
 
 	r.mu.Lock()
-	now := time.Now()
+	now := r.cfg.Clock.Now()
 	next := make(map[string]time.Time, len(p.L2)+len(p.BGP))
 	withoutEvent := 0
 	for _, a := range p.L2 {
@@ -169,7 +176,7 @@ func (r *Reporter) since(proto string, now time.Time, addr netip.Addr, svcs, via
 	if len(via) > 0 {
 		how = "via " + strings.Join(via, ", ")
 	}
-	if !r.announceEvents.Allow() {
+	if !r.announceEvents.AllowN(now, 1) {
 		(*withoutEvent)++
 		return now
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/bgpplan"
@@ -121,16 +122,14 @@ func TestNodeMatters(t *testing.T) {
 // announcement records none, whatever the number of recomputes.
 func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 	rec := record.NewFakeRecorder(1000)
-	r := newTestReporter(rec)
+	clk := clocktesting.NewFakeClock(time.Now())
+	r := NewReporter(ReporterConfig{NodeName: "n1", Recorder: rec, Objects: fakeInformers(), Members: oneMember{"n1"}, Clock: clk})
 	d := addServices(t, r, 100)
-	start := time.Now()
 	r.Applied(d, Outcome{})
-	first := len(rec.Events)
-	// The limiter refills one a second; the test may take that long.
-	if limit := announceEventBurst + int(time.Since(start).Seconds())*announceEventRate; first < announceEventBurst || first > limit {
-		t.Errorf("100 new announcements recorded %d Events; want the burst of %d", first, announceEventBurst)
+	if n := len(rec.Events); n != announceEventBurst {
+		t.Errorf("100 new announcements recorded %d Events; want the burst of %d", n, announceEventBurst)
 	}
-	for range first {
+	for len(rec.Events) > 0 {
 		if e := <-rec.Events; !strings.HasPrefix(e, "Normal Announcing 198.51.100.") {
 			t.Errorf("event %q", e)
 		}
@@ -141,6 +140,13 @@ func TestAnnouncingEventsAreRateLimited(t *testing.T) {
 	}
 	if got := len(r.announced); got != 100 {
 		t.Errorf("%d announcements tracked, want 100", got)
+	}
+	// Three seconds later, three new announcements: one Event each.
+	clk.Step(3 * time.Second)
+	more := addServices(t, r, 103)
+	r.Applied(more, Outcome{})
+	if n := len(rec.Events); n != 3*announceEventRate {
+		t.Errorf("3 new announcements after 3 s recorded %d Events, want %d", n, 3*announceEventRate)
 	}
 }
 

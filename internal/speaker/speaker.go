@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/heraldlb/herald/internal/bgpplan"
 	"github.com/heraldlb/herald/internal/k8s"
@@ -57,6 +58,8 @@ type Config struct {
 	// JoinWait bounds how long a starting speaker waits to join the others
 	// before it decides on its own.
 	JoinWait time.Duration
+	// Clock paces every wait of the speaker; nil is the real clock.
+	Clock clock.Clock
 }
 
 // Speaker decides and makes this node's announcements: informers → plan →
@@ -87,6 +90,9 @@ func New(cfg Config) *Speaker {
 	}
 	if cfg.JoinWait == 0 {
 		cfg.JoinWait = 5 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	s := &Speaker{
 		cfg: cfg,
@@ -173,10 +179,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 		// pausing), not wall time: a speaker descheduled during a short
 		// recompute on a busy node must not pause for the time it waited.
 		if pause := min(3*(processCPU()-cpu), maxRecomputePause); pause > 100*time.Microsecond {
+			t := s.cfg.Clock.NewTimer(pause)
 			select {
 			case <-ctx.Done():
-			case <-time.After(pause):
+			case <-t.C():
 			}
+			t.Stop()
 		}
 	}
 }
@@ -201,16 +209,17 @@ func (s *Speaker) awaitJoin(ctx context.Context) {
 	if s.peerCount.Load() == 0 {
 		return
 	}
-	deadline := time.Now().Add(s.cfg.JoinWait)
-	for len(s.cfg.Membership.Members()) < 2 && time.Now().Before(deadline) {
+	deadline := s.cfg.Clock.NewTimer(s.cfg.JoinWait)
+	defer deadline.Stop()
+	for len(s.cfg.Membership.Members()) < 2 {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-s.cfg.Membership.Changed():
+		case <-deadline.C():
+			s.log.Warn("no other speaker answered; deciding alone", "waited", s.cfg.JoinWait.String(), "peers", s.peerCount.Load())
+			return
 		}
-	}
-	if n := len(s.cfg.Membership.Members()); n < 2 {
-		s.log.Warn("no other speaker answered; deciding alone", "waited", s.cfg.JoinWait.String(), "peers", s.peerCount.Load())
 	}
 }
 
@@ -221,7 +230,8 @@ func (s *Speaker) shutdown() error {
 	if err := s.cfg.Membership.Leave(s.cfg.HandoverDelay); err != nil {
 		s.log.Warn("leaving memberlist", "err", err)
 	}
-	time.Sleep(s.cfg.HandoverDelay)
+	t := s.cfg.Clock.NewTimer(s.cfg.HandoverDelay)
+	<-t.C()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.mu.Lock()

@@ -162,6 +162,7 @@ func TestSpeakersElectAndFailOver(t *testing.T) {
 	// it decides only once it has joined.
 	nodes = append(nodes, startNode(t, kube, herald, names[2], ips[2], port))
 	most := 0
+	// Sampled in real time: the speakers run real memberlist over sockets.
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 		cur, _ := nodes[2].l2.Current()
 		most = max(most, len(cur))

@@ -107,10 +107,12 @@ func (r *Reporter) Run(ctx context.Context) {
 		if n := int(st.Layer2Count + st.BGPCount); n > maxReported {
 			wait = statusInterval * time.Duration(n) / maxReported
 		}
+		t := r.cfg.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(wait):
+		case <-t.C():
 		}
 	}
 }
@@ -132,7 +134,7 @@ func (r *Reporter) write(ctx context.Context, st heraldv1.SpeakerStatus) error {
 		return fmt.Errorf("reading Speaker %s: %w", r.cfg.NodeName, err)
 	}
 	cur.Status = st
-	cur.Status.Updated = metav1.NewTime(time.Now().Truncate(time.Second))
+	cur.Status.Updated = metav1.NewTime(r.cfg.Clock.Now().Truncate(time.Second))
 	if _, err := api.UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("updating the status of Speaker %s: %w", r.cfg.NodeName, err)
 	}

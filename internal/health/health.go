@@ -1,4 +1,4 @@
-package speaker
+package health
 
 import (
 	"context"
@@ -9,19 +9,22 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 )
 
 // Health decides whether this node can forward traffic it attracts: a node
 // that is alive but cannot forward must not keep an address (Cilium #35507,
-// OpenELB #392).
+// OpenELB #392). The speaker publishes the answer in its memberlist
+// metadata, and the election counts only healthy nodes.
 type Health struct {
 	// KubeProxyURL is kube-proxy's health endpoint; "" disables the check.
 	KubeProxyURL string
 	// LinkUp reports whether the announcing interface is up; nil skips it.
 	LinkUp   func() (bool, error)
-	Interval time.Duration
+	Interval time.Duration // 0: 500 ms
 	Client   *http.Client
 	Log      *slog.Logger
+	Clock    clock.Clock // paces Run; nil is the real clock
 
 	// kube-proxy health is only enforced once it has answered: a cluster
 	// without kube-proxy (a replacement such as Cilium's) never answers,
@@ -111,7 +114,11 @@ func (h *Health) Run(ctx context.Context, set func(context.Context, bool) error)
 	if interval == 0 {
 		interval = 500 * time.Millisecond
 	}
-	t := time.NewTicker(interval)
+	clk := h.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	t := clk.NewTimer(interval)
 	defer t.Stop()
 	last, first := true, true
 	for {
@@ -136,7 +143,8 @@ func (h *Health) Run(ctx context.Context, set func(context.Context, bool) error)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
+			t.Reset(interval)
 		}
 	}
 }

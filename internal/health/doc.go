@@ -1,0 +1,10 @@
+// Package health judges whether this node can forward the traffic its
+// announcements attract: the interface holding the node's address is up
+// (read from the kernel over netlink, link.go) and kube-proxy's health
+// endpoint answers 200 once it has ever answered. The speaker publishes the
+// verdict through internal/membership, so other speakers stop electing a
+// node that is alive but cannot forward.
+//
+// It must not import client-go or any herald package that decides
+// announcements: it only answers yes or no, and why.
+package health

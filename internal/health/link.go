@@ -1,0 +1,69 @@
+package health
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// LinkUpFor watches the interface that carries the node's own address:
+// with it down, this node cannot forward what it attracts. The returned
+// func remembers the link: call it from one goroutine (Health.Run).
+func LinkUpFor(bind netip.Addr) func() (bool, error) {
+	family := netlink.FAMILY_V4
+	if bind.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	holds := func(addrs []netlink.Addr) (int, bool) {
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == bind {
+				return a.LinkIndex, true
+			}
+		}
+		return 0, false
+	}
+	// The check runs every 500 ms: it asks the kernel about the one link
+	// that held the address last time, and dumps all addresses only when
+	// that link no longer holds it (a node with a hundred Pods has a
+	// hundred veths; listing each one's addresses was most of an idle
+	// speaker's netlink work).
+	// One netlink handle for the life of the check: the package-level
+	// functions open and close a socket per request, which was most of
+	// what remained of the check's cost.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		nl = &netlink.Handle{} // the zero Handle opens a socket per request
+	}
+	index := 0
+	return func() (bool, error) {
+		var link netlink.Link
+		if index > 0 {
+			if l, err := nl.LinkByIndex(index); err == nil {
+				if addrs, err := nl.AddrList(l, family); err == nil {
+					if _, ok := holds(addrs); ok {
+						link = l
+					}
+				}
+			}
+		}
+		if link == nil {
+			addrs, err := nl.AddrList(nil, family)
+			if err != nil {
+				return false, fmt.Errorf("listing addresses: %w", err)
+			}
+			i, ok := holds(addrs)
+			if !ok {
+				index = 0
+				return false, fmt.Errorf("no interface holds %s", bind)
+			}
+			if link, err = nl.LinkByIndex(i); err != nil {
+				return false, fmt.Errorf("reading the link holding %s: %w", bind, err)
+			}
+			index = i
+		}
+		return link.Attrs().Flags&net.FlagUp != 0 && link.Attrs().OperState != netlink.OperDown, nil
+	}
+}
