@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +48,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if err := c.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "stopping control plane: %v\n", err)
+	}
+	if code == 0 {
+		// Every controller a test started must have stopped with it.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"go.uber.org/goleak"
 )
 
 // The privileged test builds this lab from network namespaces (names
@@ -65,7 +66,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(probeEnv) != "" {
 		os.Exit(runProbe(os.Getenv(probeEnv)))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // runHelper is the node-side process: an Announcer driven over stdin.
