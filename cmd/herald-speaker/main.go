@@ -27,16 +27,12 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/heraldlb/herald/internal/bgp"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
-	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
-	"github.com/heraldlb/herald/internal/plan"
 	"github.com/heraldlb/herald/internal/privilege"
-	"github.com/heraldlb/herald/internal/speaker"
 )
 
 func main() {
@@ -247,41 +243,15 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// BGP needs an IPv4 router ID; without one the node runs layer 2 only
-	// (and reads no Secrets).
-	runBGP := v4.IsValid()
-
-	// Built in the order they report to each other: what reports Events
-	// first, the announcers that report to it next, the speaker last.
 	reg := cmdutil.NewRegistry()
-	informers := speaker.NewInformers(kube, herald, ns, runBGP)
-	reporter := speaker.NewReporter(speaker.ReporterConfig{
-		NodeName: f.nodeName, Recorder: recorder, Objects: informers, Herald: herald, Members: members, Log: log,
+	c, err := assemble(assembly{
+		node: f.nodeName, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
+		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
+		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind),
 	})
-	l2 := layer2.New(layer2.Config{Log: log.With("source", "layer2"), Registry: reg, OnConflict: reporter.Conflict})
-	var bgpAnn *bgp.Announcer
-	if runBGP {
-		// Router ID and next hops are this node's InternalIPs, so routers
-		// reach the node itself (ECMP over every node).
-		bgpAnn, err = bgp.New(bgp.Config{
-			RouterID: v4, NextHopV4: v4, NextHopV6: v6, Log: log.With("source", "bgp"), Registry: reg,
-			OnSessionChange: reporter.SessionChanged,
-		})
-		if err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
-	spCfg := speaker.Config{
-		NodeName: f.nodeName, MemberlistPort: f.port, Informers: informers,
-		Class:      k8s.Class{Name: f.class, Only: f.onlyClass},
-		Membership: members, L2: l2Adapter{l2}, Reporter: reporter, Log: log, Registry: reg,
-	}
-	if bgpAnn != nil {
-		spCfg.BGP = bgpAnn
-	}
-	sp := speaker.New(spCfg)
-	nodeHealth := &health.Health{KubeProxyURL: f.kubeProxyURL, LinkUp: health.LinkUpFor(bind), Log: log}
-	nodeHealth.Register(reg)
 
 	ready := make(chan struct{})
 	go func() {
@@ -301,20 +271,25 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	annCtx, annCancel := context.WithCancel(context.Background())
 	defer annCancel()
 	l2done, bgpDone := make(chan error, 1), make(chan error, 1)
-	go func() { l2done <- l2.Run(annCtx) }()
+	go func() { l2done <- c.l2.Run(annCtx) }()
 	go func() {
-		if bgpAnn == nil {
+		if c.bgp == nil {
 			bgpDone <- nil
 			return
 		}
-		bgpDone <- bgpAnn.Run(annCtx)
+		bgpDone <- c.bgp.Run(annCtx)
 	}()
-	go nodeHealth.Run(ctx, members.SetHealthy)
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		c.health.Run(ctx, members.SetHealthy)
+	}()
+	defer func() { <-healthDone }()
 	close(ready)
 	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", key != nil)
 	// sp.Run returns after the graceful handover; only then does the
 	// layer-2 announcer stop answering.
-	err = sp.Run(ctx)
+	err = c.speaker.Run(ctx)
 	annCancel()
 	if lerr := <-l2done; lerr != nil {
 		log.Error("layer2 announcer stopped", "err", lerr)
@@ -323,21 +298,6 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		log.Error("bgp announcer stopped", "err", berr)
 	}
 	return err
-}
-
-// l2Adapter feeds the speaker's decisions to the layer-2 announcer.
-type l2Adapter struct{ a *layer2.Announcer }
-
-func (l l2Adapter) Set(ctx context.Context, want []plan.L2Announcement) error {
-	targets := make([]layer2.Target, 0, len(want))
-	for _, w := range want {
-		t := layer2.Target{Addr: w.Addr, Interfaces: w.Interfaces}
-		if len(w.Services) > 0 {
-			t.Service = w.Services[0]
-		}
-		targets = append(targets, t)
-	}
-	return l.a.Set(ctx, targets)
 }
 
 // bindAddr is --bind-addr, else this node's InternalIP: speakers run with

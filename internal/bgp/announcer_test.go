@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/heraldlb/herald/internal/docscheck"
 )
 
 var equateAddr = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
@@ -114,6 +117,18 @@ func TestEBGPAnnounceAndWithdraw(t *testing.T) {
 	}
 	if got["herald_bgp_session_up"] != 1 || got["herald_bgp_prefixes_advertised"] != 1 || got["herald_bgp_updates_sent_total"] < 5 {
 		t.Errorf("metrics = %v, want session up, 1 prefix advertised, ≥5 updates sent", got)
+	}
+	// The collector shows its metrics' types only now that it emits
+	// them: the commands' documentation checks leave them to this one.
+	doc, err := docscheck.ReadDoc(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 3 {
+		t.Errorf("gathered %d metrics, want the 3 herald_bgp_ ones", len(mfs))
+	}
+	for _, p := range doc.CheckTypes(mfs) {
+		t.Errorf("docs/metrics.md: %s", p)
 	}
 
 	// Router stops: the session goes down.
