@@ -22,10 +22,11 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/heraldlb/herald/internal/cli"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
-	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/controller"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/metricsserver"
 )
 
 func main() {
@@ -34,13 +35,13 @@ func main() {
 
 func run(args []string) int {
 	var (
-		common      cmdutil.Common
+		common      cli.Common
 		class       string
 		onlyClass   bool
 		metricsAddr string
 		leaderElect bool
 		workers     int
-		profiling   cmdutil.Profiling
+		profiling   cli.Profiling
 	)
 	fs := flag.NewFlagSet("herald-controller", flag.ExitOnError)
 	common.Register(fs)
@@ -50,7 +51,7 @@ func run(args []string) int {
 	fs.BoolVar(&leaderElect, "leader-elect", false, "elect a leader through a Lease so a second replica can stand by")
 	fs.IntVar(&workers, "workers", 4, "Services reconciled in parallel (API writes dominate)")
 	profiling.Register(fs)
-	cmdutil.Parse(fs, &common, args, func() error {
+	cli.Parse(fs, &common, args, func() error {
 		if class == "" {
 			return fmt.Errorf("--load-balancer-class must not be empty")
 		}
@@ -60,7 +61,7 @@ func run(args []string) int {
 		return nil
 	})
 	log := common.Logger(os.Stderr, "herald-controller")
-	cmdutil.LogStart(log)
+	cli.LogStart(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -88,7 +89,7 @@ func run(args []string) int {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "herald-controller"})
 
-	reg := cmdutil.NewRegistry()
+	reg := metricsserver.NewRegistry()
 	ctrl := controller.New(controller.Config{
 		Kube: kube, Herald: herald,
 		Class:    k8s.Class{Name: class, Only: onlyClass},
@@ -103,7 +104,7 @@ func run(args []string) int {
 		return ctrl.Ready()
 	}
 	go func() {
-		if err := cmdutil.Serve(ctx, metricsAddr, reg, ready, profiling, log); err != nil {
+		if err := metricsserver.Serve(ctx, metricsAddr, reg, ready, bool(profiling), log); err != nil {
 			log.Error("metrics server stopped", "err", err)
 			stop()
 		}

@@ -11,12 +11,14 @@ import (
 	"github.com/heraldlb/herald/internal/controller"
 	"github.com/heraldlb/herald/internal/docscheck"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/metricsserver"
 )
 
 // TestMetricsDocumented builds the controller as run does and checks
 // every metric it registers against docs/metrics.md.
 func TestMetricsDocumented(t *testing.T) {
 	reg := docscheck.NewRegistry()
+	reg.MustRegister(metricsserver.Collectors()...) // as metricsserver.NewRegistry does for run
 	ctrl := controller.New(controller.Config{
 		Kube: kubefake.NewClientset(), Herald: heraldfake.NewSimpleClientset(),
 		Class: k8s.Class{Name: "herald.dev/lb"}, Registry: reg,

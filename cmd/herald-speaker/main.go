@@ -27,11 +27,12 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/heraldlb/herald/internal/cli"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
-	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/metricsserver"
 	"github.com/heraldlb/herald/internal/privilege"
 )
 
@@ -40,7 +41,7 @@ func main() {
 }
 
 type flags struct {
-	common         cmdutil.Common
+	common         cli.Common
 	nodeName       string
 	bindAddr       string
 	port           int
@@ -54,7 +55,7 @@ type flags struct {
 	probeTimeout   time.Duration
 	suspicionMult  int
 	gossipInterval time.Duration
-	profiling      cmdutil.Profiling
+	profiling      cli.Profiling
 	runAs          string
 }
 
@@ -80,7 +81,7 @@ func parse(args []string) *flags {
 	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
 	f.profiling.Register(fs)
 	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW; empty: stay as started")
-	cmdutil.Parse(fs, &f.common, args, func() error {
+	cli.Parse(fs, &f.common, args, func() error {
 		switch {
 		case f.nodeName == "":
 			return errors.New("--node-name (or $NODE_NAME) is required")
@@ -164,21 +165,20 @@ func readKey(path string) ([]byte, error) {
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless
-// $GOMEMLIMIT sets another. A speaker's live heap is small (18 MB at 3 000
-// Services, 38 MB at 10 000, profiled in the BGP lab), but a burst of
-// Service changes makes garbage fast: with the default GOGC alone the heap
-// grew to twice the live size between collections, and the peak RSS at
-// 10 000 Services reached 210 MB, over SPEC §5's 150 MB (with a 100 MiB
-// limit, 148-149 MB: the binary and the runtime's own memory come on top).
-// The limit makes the collector run earlier when memory nears it; when the
-// live heap itself outgrows it (far more Services), Go caps the collector
-// at half the CPU rather than failing.
+// $GOMEMLIMIT sets another. A speaker's live heap is small (tens of MB at
+// 10 000 Services), but a burst of Service changes makes garbage fast, and
+// with the default GOGC alone the heap grows to twice the live size
+// between collections: the peak memory would exceed the speaker's budget
+// of 150 MB at 10 000 Services. The limit makes the collector run earlier
+// when memory nears it (the binary and the runtime's own memory come on
+// top); when the live heap itself outgrows it (far more Services), Go caps
+// the collector at half the CPU rather than failing.
 const defaultMemoryLimit = 80 << 20
 
 func run(args []string) int {
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
-	cmdutil.LogStart(log)
+	cli.LogStart(log)
 	dropPrivileges(f.runAs, log)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
@@ -243,7 +243,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reg := cmdutil.NewRegistry()
+	reg := metricsserver.NewRegistry()
 	c, err := assemble(assembly{
 		node: f.nodeName, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
@@ -255,14 +255,14 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 
 	ready := make(chan struct{})
 	go func() {
-		if err := cmdutil.Serve(ctx, f.metricsAddr, reg, func() error {
+		if err := metricsserver.Serve(ctx, f.metricsAddr, reg, func() error {
 			select {
 			case <-ready:
 				return nil
 			default:
 				return errors.New("starting")
 			}
-		}, f.profiling, log); err != nil {
+		}, bool(f.profiling), log); err != nil {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

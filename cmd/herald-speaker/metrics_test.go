@@ -15,6 +15,7 @@ import (
 	"github.com/heraldlb/herald/internal/docscheck"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/metricsserver"
 )
 
 // noMembers is a membership nobody joined.
@@ -30,6 +31,7 @@ func (noMembers) Leave(time.Duration) error    { return nil }
 // docs/metrics.md.
 func TestMetricsDocumented(t *testing.T) {
 	reg := docscheck.NewRegistry()
+	reg.MustRegister(metricsserver.Collectors()...) // as metricsserver.NewRegistry does for serve
 	c, err := assemble(assembly{
 		node: "n1", port: membership.DefaultPort, class: k8s.Class{Name: "herald.dev/lb"}, namespace: "herald-system",
 		kube: kubefake.NewClientset(), herald: heraldfake.NewSimpleClientset(), members: noMembers{},

@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/heraldlb/herald/internal/cli"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
-	"github.com/heraldlb/herald/internal/cmdutil"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -80,7 +80,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	if env.Now == nil {
 		env.Now = time.Now
 	}
-	var common cmdutil.Common
+	var common cli.Common
 	top := flag.NewFlagSet(env.Name, flag.ContinueOnError)
 	top.SetOutput(env.Err)
 	common.Register(top)

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/heraldlb/herald/internal/cmdutil"
+	"github.com/heraldlb/herald/internal/metricsserver"
 	"github.com/heraldlb/herald/internal/version"
 
 	"github.com/heraldlb/herald/internal/docref"
@@ -18,7 +18,7 @@ import (
 // serves: heraldctl version parses the same metric the binaries export.
 func TestBuildInfoRoundTrip(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(cmdutil.BuildInfo())
+	reg.MustRegister(metricsserver.BuildInfo())
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

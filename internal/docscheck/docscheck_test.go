@@ -78,7 +78,7 @@ func TestRegistry(t *testing.T) {
 		prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "herald", Subsystem: "t", Name: "depth", Help: "h"}, []string{"pool", "kind"}),
 		prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_t_seconds", Help: "h"}, []string{"kind"}),
 		silent{up},
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_t_func", Help: "h"}, func() float64 { return 1 }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_t_func", Help: "h", ConstLabels: prometheus.Labels{"version": "v1, {x}"}}, func() float64 { return 1 }),
 	)
 	got, err := r.Metrics()
 	if err != nil {
@@ -90,7 +90,7 @@ func TestRegistry(t *testing.T) {
 	}
 	want := []string{
 		"herald_t_depth gauge kind,pool",
-		"herald_t_func gauge ",
+		"herald_t_func gauge version",
 		"herald_t_seconds histogram kind",
 		"herald_t_total counter ",
 		"herald_t_up  peer",

@@ -16,7 +16,7 @@ type Metric struct {
 	// Type is counter, gauge, histogram, summary or untyped; "" when the
 	// collector shows it only in what it emits and has emitted nothing.
 	Type   string
-	Labels []string // variable labels, sorted
+	Labels []string // constant and variable labels, sorted
 }
 
 // Registry is a prometheus.Registerer that remembers what is registered
@@ -52,7 +52,10 @@ var _ prometheus.Registerer = (*Registry)(nil)
 
 // descRE reads a descriptor's name and variable labels from its String
 // form, the only way client_golang shows them.
-var descRE = regexp.MustCompile(`^Desc\{fqName: "([^"]*)", .*variableLabels: \{([^}]*)\}\}$`)
+var descRE = regexp.MustCompile(`^Desc\{fqName: "([^"]*)", .*constLabels: \{(.*)\}, variableLabels: \{([^}]*)\}\}$`)
+
+// constLabelRE reads the names of a descriptor's constant labels.
+var constLabelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
 
 // Metrics are the metrics of every collector registered so far, sorted by
 // name.
@@ -79,7 +82,10 @@ func describe(c prometheus.Collector) ([]Metric, error) {
 			return nil, fmt.Errorf("reading descriptor %s", d)
 		}
 		metric := Metric{Name: m[1], Labels: []string{}}
-		for _, l := range strings.Split(m[2], ",") {
+		for _, c := range constLabelRE.FindAllStringSubmatch(m[2], -1) {
+			metric.Labels = append(metric.Labels, c[1])
+		}
+		for _, l := range strings.Split(m[3], ",") {
 			if l = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(l), "c("), ")"); l != "" {
 				metric.Labels = append(metric.Labels, l)
 			}

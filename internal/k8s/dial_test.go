@@ -73,6 +73,8 @@ func TestDialGateWaitsForTheServer(t *testing.T) {
 	clk.Step(RedialInterval)
 	waitFor(t, "the prober's dial", func() bool { return srv.dials.Load() == 4 })
 	srv.up.Store(true)
+	// The prober re-arms its timer after the dial: step only then.
+	waitFor(t, "the prober's next round", func() bool { return clk.Waiters() == 4 })
 	clk.Step(RedialInterval)
 	wg.Wait()
 	close(errs)
@@ -128,6 +130,12 @@ func TestDialGateGivesUpAfterMaxDialWait(t *testing.T) {
 	if err := <-done; !errors.Is(err, errRefused) {
 		t.Errorf("dial returned %v after maxDialWait, want the refusal", err)
 	}
-	clk.Step(RedialInterval)
-	waitFor(t, "the prober to stop", func() bool { return g.idle() && !clk.HasWaiters() })
+	// The same step woke the prober, which may have dialled once more
+	// before it saw nobody waits: step it until it stops.
+	waitFor(t, "the prober to stop", func() bool {
+		if clk.HasWaiters() {
+			clk.Step(RedialInterval)
+		}
+		return g.idle() && !clk.HasWaiters()
+	})
 }

@@ -27,7 +27,7 @@ const (
 	// DefaultGratuitousInterval spaces the rounds; 5 × 500 ms covers ~2 s,
 	// the time a switch or a busy client may need to settle.
 	DefaultGratuitousInterval = 500 * time.Millisecond
-	// DefaultConflictGrace is SPEC §4's 2 s: a graceful handover overlaps
+	// DefaultConflictGrace is 2 s: a graceful handover overlaps
 	// the old and the new owner on purpose.
 	DefaultConflictGrace = 2 * time.Second
 )

@@ -166,11 +166,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.PushPullInterval = pushPullInterval
 	mc.DeadNodeReclaimTime = deadNodeReclaimTime
 	// memberlist compresses every message with LZW by default, and a new
-	// LZW writer allocates and clears its tables each time: in the
-	// 250-member simulation that was the largest CPU cost of all (18%),
-	// for packets of a few hundred bytes on a LAN. Only the push/pull
-	// state (≈15 kB at 250 members, every 40 s) is worth compressing,
-	// and that is within the traffic budget uncompressed.
+	// LZW writer allocates and clears its tables each time: a large CPU
+	// cost for packets of a few hundred bytes on a LAN. Only the push/pull
+	// state (≈15 kB at 250 members, every 40 s) is worth compressing, and
+	// that is within the traffic budget uncompressed.
 	mc.EnableCompression = false
 	mc.SecretKey = cfg.Key
 	mc.Delegate = delegate{c}

@@ -26,11 +26,9 @@ const udpReadBuffer = 2 << 20
 // memberlist's NetTransport reads every datagram into a new 64 KiB buffer
 // and hands memberlist a slice of it, so each ping (a few dozen bytes)
 // costs 64 KiB of garbage, and every gossip message memberlist queues keeps
-// its packet's 64 KiB alive. At the shipped probe rate that made the
-// largest allocation of an idle speaker, and in the 250-member simulation
-// it was hundreds of megabytes per second of zeroed memory for the garbage
-// collector. This transport reads into one buffer and hands memberlist an
-// exact-size copy.
+// its packet's 64 KiB alive: at the shipped probe rate, and more so in a
+// large cluster, that is the bulk of a speaker's garbage. This transport
+// reads into one buffer and hands memberlist an exact-size copy.
 type transport struct {
 	udp     *net.UDPConn
 	tcp     *net.TCPListener

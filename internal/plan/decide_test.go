@@ -180,7 +180,7 @@ func TestSpread24Over3(t *testing.T) {
 	}
 	for _, n := range nodes {
 		if c := count[n.Name]; c < 3 || c > 13 {
-			t.Errorf("%s owns %d of 24 addresses; want 3–13 (SPEC §5): %v", n.Name, c, count)
+			t.Errorf("%s owns %d of 24 addresses; want 3–13: %v", n.Name, c, count)
 		}
 	}
 	t.Logf("24 addresses over 3 nodes: %v", count)
