@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -23,7 +24,12 @@ const scrapeTimeout = 2 * time.Second
 
 // collector reads the metrics at scrape time, so an idle speaker does no
 // periodic work for them.
-type collector struct{ a *Announcer }
+type collector struct {
+	a *Announcer
+
+	mu      sync.Mutex
+	lastErr string // the last failure to read GoBGP's counters, logged once
+}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionUpDesc
@@ -53,7 +59,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	_ = a.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+	err := a.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		addr, err := netip.ParseAddr(p.GetState().GetNeighborAddress())
 		if err != nil {
 			return
@@ -65,4 +71,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		sent := p.GetState().GetMessages().GetSent().GetUpdate()
 		ch <- prometheus.MustNewConstMetric(updatesSentDesc, prometheus.CounterValue, float64(sent), name)
 	})
+	// A failure leaves the updates counter out of this scrape; it is
+	// logged when it starts or changes, not at every scrape.
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	c.mu.Lock()
+	changed := msg != c.lastErr
+	c.lastErr = msg
+	c.mu.Unlock()
+	if changed && msg != "" {
+		a.log.Warn("reading BGP message counters for the metrics", "err", msg)
+	}
 }

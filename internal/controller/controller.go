@@ -277,7 +277,12 @@ func (c *Controller) restore() (int, error) {
 	// facts in status, and before any new allocation could take one.
 	for _, svc := range svcs {
 		if ext := c.externalIPsOf(svc); len(ext) > 0 {
-			_, _ = c.alloc.UseExternalIPs(svc.Namespace+"/"+svc.Name, ext)
+			// The Service's first sync (every Service is queued after
+			// restore) tries again and records the Event; the log says
+			// it was already refused at start.
+			if _, err := c.alloc.UseExternalIPs(svc.Namespace+"/"+svc.Name, ext); err != nil {
+				c.log.Warn("externalIPs refused while restoring", "service", svc.Namespace+"/"+svc.Name, "err", err)
+			}
 		}
 	}
 	return n, nil
