@@ -308,12 +308,15 @@ func (a *Allocator) Restore(svc *Service, addrs []netip.Addr, poolHint string) (
 	// pool whose spec holds the address, then the pool the Service names
 	// (its address may lie outside a shrunk pool, and attributing it
 	// elsewhere would make the next sync think the spec asks for a move).
+	// Both annotations are the Service's, which its owner may rewrite: a
+	// pool they name gets an address outside its spec only if the pool is
+	// known to have kept it (mayHold).
 	poolName := ""
-	if p, ok := a.pools[poolHint]; ok && poolHint != "" {
+	if p, ok := a.pools[poolHint]; ok && poolHint != "" && p.mayHold(addrs[0]) {
 		poolName = p.cfg.Name
 	} else if p := a.anyPoolFor(addrs[0]); p != nil {
 		poolName = p.cfg.Name
-	} else if p, ok := a.pools[svc.Pool]; ok && svc.Pool != "" {
+	} else if p, ok := a.pools[svc.Pool]; ok && svc.Pool != "" && p.mayHold(addrs[0]) {
 		poolName = p.cfg.Name
 	}
 	a.Release(svc.Key)

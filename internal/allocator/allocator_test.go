@@ -643,3 +643,48 @@ func TestParseCount(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreHintNeedsThePoolToHaveHeldTheAddress: the pool annotations
+// are the Service's own, which its owner may rewrite. Once a pool's
+// holdings outside its spec are known, an annotation naming it does not
+// bring in an address it never held; the pool whose spec holds the address
+// gets it, or none.
+func TestRestoreHintNeedsThePoolToHaveHeldTheAddress(t *testing.T) {
+	shrunk := poolCfg("shrunk", true, "198.51.100.8/29")
+	shrunk.OutsideSpecKnown = true
+	shrunk.HeldOutsideSpec = []Range{{From: netip.MustParseAddr("198.51.100.1"), To: netip.MustParseAddr("198.51.100.1")}}
+	a := newAlloc(t, shrunk, poolCfg("other", true, "203.0.113.0/28"))
+	for _, tc := range []struct {
+		key, addr, hint, named, want string
+	}{
+		{"ns/kept", "198.51.100.1", "shrunk", "", "shrunk"},
+		{"ns/moved", "203.0.113.5", "shrunk", "", "other"},
+		{"ns/foreign", "198.18.0.7", "shrunk", "", ""},
+		{"ns/named", "198.18.0.8", "", "shrunk", ""},
+	} {
+		s := svc(tc.key)
+		if tc.named != "" {
+			s = svc(tc.key, inPool(tc.named))
+		}
+		if p, err := a.Restore(s, addrs(tc.addr), tc.hint); err != nil || p != tc.want {
+			t.Errorf("Restore(%s %s, hint %q) = %q, %v; want %q", tc.key, tc.addr, tc.hint, p, err, tc.want)
+		}
+	}
+	// Holdings not known (no published list): the hint is trusted as it
+	// always was, so nothing kept is lost on an upgrade.
+	legacy := newAlloc(t, poolCfg("shrunk", true, "198.51.100.8/29"))
+	if p, err := legacy.Restore(svc("ns/kept"), addrs("198.51.100.1"), "shrunk"); err != nil || p != "shrunk" {
+		t.Errorf("legacy Restore = %q, %v; want shrunk", p, err)
+	}
+}
+
+func TestCompact(t *testing.T) {
+	got := Compact(addrs("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.7", "2001:db8::1"))
+	var s []string
+	for _, r := range got {
+		s = append(s, r.String())
+	}
+	if want := "[198.51.100.1-198.51.100.3 198.51.100.7/32 2001:db8::1/128]"; fmt.Sprint(s) != want {
+		t.Errorf("Compact = %v, want %s", s, want)
+	}
+}

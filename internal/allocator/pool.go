@@ -35,6 +35,13 @@ type PoolConfig struct {
 	// reason the caller found (the pool is being deleted, a selector does
 	// not parse); its addresses in use stay accounted to it.
 	Unusable *PoolState
+	// HeldOutsideSpec are the addresses the pool was last known to keep
+	// outside its spec (its published status). With OutsideSpecKnown,
+	// Restore attributes an address outside the spec to this pool only if
+	// it is listed; without (a pool never judged, or judged before the
+	// list existed) any hint naming the pool is trusted.
+	HeldOutsideSpec  []Range
+	OutsideSpecKnown bool
 }
 
 // Pool readiness reasons, shared with the IPPool Ready condition.
@@ -90,6 +97,20 @@ func (p *pool) allows(svc *Service) error {
 // contains reports whether a lies in the pool's current spec.
 func (p *pool) contains(a netip.Addr) bool {
 	for _, r := range p.ranges {
+		if r.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayHold reports whether a is this pool's by its spec or by what it is
+// known to keep outside it (see PoolConfig.HeldOutsideSpec).
+func (p *pool) mayHold(a netip.Addr) bool {
+	if p.contains(a) || !p.cfg.OutsideSpecKnown {
+		return true
+	}
+	for _, r := range p.cfg.HeldOutsideSpec {
 		if r.Contains(a) {
 			return true
 		}

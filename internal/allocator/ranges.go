@@ -113,6 +113,20 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
+// Compact turns sorted addresses into the fewest ranges that hold exactly
+// them.
+func Compact(addrs []netip.Addr) []Range {
+	var out []Range
+	for _, a := range addrs {
+		if n := len(out); n > 0 && out[n-1].To.Next() == a {
+			out[n-1].To = a
+			continue
+		}
+		out = append(out, Range{From: a, To: a})
+	}
+	return out
+}
+
 // String renders the range as a CIDR when it is exactly one, else as a-b.
 func (r Range) String() string {
 	if p, ok := r.prefix(); ok {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -255,7 +256,8 @@ func TestPoolFinalizerShrinkAndOverlap(t *testing.T) {
 	e.updatePool("lan", func(p *heraldv1.IPPool) { p.Spec.Addresses = []string{"198.51.100.2/31", "198.51.100.8/29"} })
 	e.waitPool("lan", func(p *heraldv1.IPPool) bool {
 		c := meta.FindStatusCondition(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)
-		return c != nil && c.Status == metav1.ConditionTrue && p.Status.IPv4.Allocated == 3 && p.Status.IPv4.Total == "10" && p.Status.IPv4.Free == "9"
+		return c != nil && c.Status == metav1.ConditionTrue && p.Status.IPv4.Allocated == 3 && p.Status.IPv4.Total == "10" && p.Status.IPv4.Free == "9" &&
+			slices.Equal(p.Status.OutsideSpec, []string{"198.51.100.0/31"}) // what speakers check pool hints against
 	})
 	e.createSvc("s3", nil)
 	e.waitIPs("s3", "198.51.100.3")

@@ -90,6 +90,9 @@ func (c *Controller) exportUsage(name string, u allocator.Usage) {
 	}
 }
 
+// maxOutsideSpecRanges is the schema's bound on status.outsideSpec.
+const maxOutsideSpecRanges = 4096
+
 // poolStatus renders usage as IPPool status, keeping condition transition
 // times of conditions that did not change.
 func poolStatus(p *heraldv1.IPPool, u allocator.Usage) heraldv1.IPPoolStatus {
@@ -126,6 +129,14 @@ func poolStatus(p *heraldv1.IPPool, u allocator.Usage) heraldv1.IPPoolStatus {
 	meta.SetStatusCondition(&st.Conditions, ready)
 	outside := metav1.Condition{Type: heraldv1.ConditionInUseOutsideSpec, Status: metav1.ConditionFalse, Reason: heraldv1.ReasonNoneOutsideSpec, Message: "every address in use lies in spec.addresses", ObservedGeneration: p.Generation}
 	if n := len(u.OutsideSpec); n > 0 {
+		// The list speakers check a Service's pool annotation against;
+		// past the schema's bound it is left out, and speakers trust the
+		// annotation as they did before the list existed.
+		if ranges := allocator.Compact(u.OutsideSpec); len(ranges) <= maxOutsideSpecRanges {
+			for _, r := range ranges {
+				st.OutsideSpec = append(st.OutsideSpec, r.String())
+			}
+		}
 		shown := u.OutsideSpec[:min(n, 10)]
 		outside.Status, outside.Reason = metav1.ConditionTrue, heraldv1.ReasonAddressesInUse
 		outside.Message = fmt.Sprintf("%d address(es) in use lie outside spec.addresses and stay with their Services until released: %s", n, joinAddrs(shown))

@@ -128,6 +128,7 @@ func poolConfig(p *heraldv1.IPPool) allocator.PoolConfig {
 		ExternalIPs:   p.Spec.ExternalIPs,
 		Created:       p.CreationTimestamp.Time,
 	}
+	c.HeldOutsideSpec, c.OutsideSpecKnown = k8s.OutsideSpec(p)
 	var bad []string
 	for _, sel := range []struct {
 		name string

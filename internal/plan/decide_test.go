@@ -235,7 +235,7 @@ func TestShrunkPoolStillAnnouncesKeptAddresses(t *testing.T) {
 	if l2, _ := owners(nodes, []Pool{p}, svcs); len(l2) != 0 {
 		t.Fatalf("announced an address outside every pool: %v", l2)
 	}
-	p.HoldsOutsideSpec = true
+	p.HeldOutsideSpec = []allocator.Range{mustRange("198.51.100.1-198.51.100.1")}
 	if l2, _ := owners(nodes, []Pool{p}, svcs); len(l2[netip.MustParseAddr("198.51.100.1")]) != 1 {
 		t.Fatalf("kept address of a shrunk pool not announced: %v", l2)
 	}

@@ -62,12 +62,17 @@ type Pool struct {
 	Created time.Time
 	// ExternalIPs: spec.externalIPs of any Service inside this pool may be announced.
 	ExternalIPs bool
-	// HoldsOutsideSpec is the pool's InUseOutsideSpec condition: it shrank
-	// and the controller keeps addresses outside its spec with their
-	// Services, so those are still the pool's to announce.
-	HoldsOutsideSpec bool
-	L2               *L2Policy
-	BGP              *BGPPolicy
+	// HeldOutsideSpec are the addresses the pool keeps outside its spec
+	// (it shrank, and the controller keeps them with their Services), as
+	// its status lists them: still the pool's to announce.
+	HeldOutsideSpec []allocator.Range
+	// OutsideSpecUnknown: the pool may keep addresses outside its spec
+	// that HeldOutsideSpec does not list (the controller has not judged
+	// its current spec yet, or lists none). A Service's pool hint naming
+	// it is then trusted for any address, as the controller trusts it.
+	OutsideSpecUnknown bool
+	L2                 *L2Policy
+	BGP                *BGPPolicy
 }
 
 // L2Policy is a pool's announce.layer2.

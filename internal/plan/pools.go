@@ -30,9 +30,11 @@ func newPoolIndex(pools []Pool) *poolIndex {
 }
 
 // lookup finds the pool holding a, preferring the one the controller says
-// it allocated from.
+// it allocated from. The hint is the Service's own annotation, which its
+// owner may rewrite: it wins only for an address the hinted pool holds,
+// in its spec or kept outside it, never for one the pool never held.
 func (idx *poolIndex) lookup(a netip.Addr, hint string) *Pool {
-	if p, ok := idx.byName[hint]; ok && (p.contains(a) || p.HoldsOutsideSpec) {
+	if p, ok := idx.byName[hint]; ok && (p.contains(a) || p.OutsideSpecUnknown || p.keepsOutside(a)) {
 		return p
 	}
 	for _, p := range idx.ordered {
@@ -51,6 +53,15 @@ func (idx *poolIndex) lookupExternal(a netip.Addr) *Pool {
 		}
 	}
 	return nil
+}
+
+func (p *Pool) keepsOutside(a netip.Addr) bool {
+	for _, r := range p.HeldOutsideSpec {
+		if r.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pool) contains(a netip.Addr) bool {

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -69,13 +68,14 @@ func (s *Speaker) poolInfos() []plan.Pool {
 }
 
 func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
+	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs}
 	// Until the controller has judged this generation of the spec, the
 	// pool still holds what it held: a shrunk spec arrives before the
-	// InUseOutsideSpec condition that keeps addresses outside it, and
-	// deciding in between would withdraw them for that moment.
-	outside := meta.FindStatusCondition(p.Status.Conditions, heraldv1.ConditionInUseOutsideSpec)
-	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs,
-		HoldsOutsideSpec: outside != nil && (outside.Status == metav1.ConditionTrue || outside.ObservedGeneration < p.Generation)}
+	// status that lists the addresses kept outside it, and deciding in
+	// between would withdraw them for that moment (k8s.OutsideSpec says
+	// so: not known).
+	held, known := k8s.OutsideSpec(p)
+	info.HeldOutsideSpec, info.OutsideSpecUnknown = held, !known
 	for _, a := range p.Spec.Addresses {
 		r, err := allocator.ParseRange(a)
 		if err != nil {

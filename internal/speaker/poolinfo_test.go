@@ -14,7 +14,7 @@ import (
 // InUseOutsideSpec condition for it: until the condition has caught up
 // with the generation, the pool keeps holding its Services' addresses
 // (otherwise they are withdrawn for that moment).
-func TestPoolInfoHoldsOutsideSpecUntilJudged(t *testing.T) {
+func TestPoolInfoKeepsOutsideSpecUntilJudged(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool := func(gen, observed int64, status metav1.ConditionStatus) *heraldv1.IPPool {
 		p := &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: gen},
@@ -31,11 +31,11 @@ func TestPoolInfoHoldsOutsideSpecUntilJudged(t *testing.T) {
 	}{
 		{"new pool, no condition yet", pool(1, 0, ""), false},
 		{"judged, nothing outside", pool(2, 2, metav1.ConditionFalse), false},
-		{"judged, addresses outside", pool(2, 2, metav1.ConditionTrue), true},
+		{"judged, addresses outside but not listed (an older controller)", pool(2, 2, metav1.ConditionTrue), true},
 		{"spec changed, not judged yet", pool(3, 2, metav1.ConditionFalse), true},
 	} {
-		if got := poolInfo(tc.p, log).HoldsOutsideSpec; got != tc.want {
-			t.Errorf("%s: HoldsOutsideSpec %v, want %v", tc.name, got, tc.want)
+		if got := poolInfo(tc.p, log).OutsideSpecUnknown; got != tc.want {
+			t.Errorf("%s: OutsideSpecUnknown %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -244,6 +244,18 @@ type IPPoolStatus struct {
 	// +optional
 	Summary PoolSummary `json:"summary,omitzero"`
 
+	// outsideSpec lists, as CIDRs or ranges a-b, the addresses Services
+	// still hold from this pool that spec.addresses no longer contains
+	// (see the InUseOutsideSpec condition). Speakers announce an address
+	// outside the spec under this pool only when it is listed here, so a
+	// Service's pool annotation cannot bring in an address the pool never
+	// held. Unset when there are none, or more ranges than fit.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:MaxLength=100
+	OutsideSpec []string `json:"outsideSpec,omitempty"`
+
 	// conditions: Ready (False with reason Overlap or InvalidAddresses) and
 	// InUseOutsideSpec.
 	// +optional

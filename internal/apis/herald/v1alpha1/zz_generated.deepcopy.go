@@ -401,6 +401,11 @@ func (in *IPPoolStatus) DeepCopyInto(out *IPPoolStatus) {
 		**out = **in
 	}
 	out.Summary = in.Summary
+	if in.OutsideSpec != nil {
+		in, out := &in.OutsideSpec, &out.OutsideSpec
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))
