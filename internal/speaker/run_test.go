@@ -104,14 +104,17 @@ func TestRunWaitsToJoinAndHandsOver(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sp.Run(ctx) }()
 
-	// Alone with a known peer: the join wait holds the first decision
-	// (the timer is the only waiter until it is stepped).
+	// Alone with a known peer: the join wait holds the first decision,
+	// looking at the membership every joinPoll until JoinWait has passed.
+	for range 5*time.Second/joinPoll - 1 {
+		poll(t, "the join wait", func() bool { return clk.Waiters() == 1 })
+		clk.Step(joinPoll)
+	}
 	poll(t, "the join wait", func() bool { return clk.Waiters() == 1 })
-	clk.Step(5*time.Second - time.Millisecond)
 	if _, at := l2.Current(); !at.IsZero() {
 		t.Fatal("decided before JoinWait passed")
 	}
-	clk.Step(time.Millisecond)
+	clk.Step(joinPoll)
 	poll(t, "the decision after JoinWait", func() bool { cur, _ := l2.Current(); return len(cur) == 1 })
 
 	// Graceful stop: leave, keep answering for HandoverDelay, withdraw.
@@ -131,7 +134,7 @@ func TestRunWaitsToJoinAndHandsOver(t *testing.T) {
 	}
 }
 
-// TestRunDecidesOnceJoined: the join ends the wait at once.
+// TestRunDecidesOnceJoined: the join ends the wait at its next look.
 func TestRunDecidesOnceJoined(t *testing.T) {
 	kube := kubefake.NewClientset(node("n1", "198.51.100.1"), node("n2", "198.51.100.2"))
 	clk := clocktesting.NewFakeClock(time.Now())
@@ -148,6 +151,7 @@ func TestRunDecidesOnceJoined(t *testing.T) {
 	go func() { done <- sp.Run(ctx) }()
 	poll(t, "the join wait", func() bool { return clk.Waiters() == 1 })
 	members.set("n1", "n2")
+	clk.Step(joinPoll)
 	poll(t, "the first decision", func() bool { _, at := l2.Current(); return !at.IsZero() })
 	cancel()
 	poll(t, "the handover wait", func() bool { return members.hasLeft() && clk.Waiters() == 1 })

@@ -209,19 +209,28 @@ func (s *Speaker) awaitJoin(ctx context.Context) {
 	if s.peerCount.Load() == 0 {
 		return
 	}
-	deadline := s.cfg.Clock.NewTimer(s.cfg.JoinWait)
-	defer deadline.Stop()
+	// Polled, not woken by the first membership change: a join merges the
+	// other side's members one event at a time, and deciding on the first
+	// of them would claim, for a moment, what the members not merged yet
+	// own.
+	deadline := s.cfg.Clock.Now().Add(s.cfg.JoinWait)
 	for len(s.cfg.Membership.Members()) < 2 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.cfg.Membership.Changed():
-		case <-deadline.C():
+		if !s.cfg.Clock.Now().Before(deadline) {
 			s.log.Warn("no other speaker answered; deciding alone", "waited", s.cfg.JoinWait.String(), "peers", s.peerCount.Load())
 			return
 		}
+		t := s.cfg.Clock.NewTimer(joinPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
 	}
 }
+
+// joinPoll is how often awaitJoin looks at the membership.
+const joinPoll = 20 * time.Millisecond
 
 // shutdown hands over gracefully: leaving first makes the other speakers
 // re-elect while this one still answers, so clients never see a gap.
