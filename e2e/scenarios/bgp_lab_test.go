@@ -294,6 +294,33 @@ func waitKernelRoute(t *testing.T, l *lab.Lab, router string, addr netip.Addr, w
 	}
 }
 
+// kernelRouteSeen is when firstKernelRoute saw the route it waited for.
+type kernelRouteSeen struct {
+	at  time.Time
+	err error
+}
+
+// firstKernelRoute polls router's kernel route to addr until its gateways
+// are want, like waitKernelRoute, but reports instead of failing the
+// test, so that it can run beside the change it times. It gives up when
+// ctx ends.
+func firstKernelRoute(ctx context.Context, l *lab.Lab, router string, addr netip.Addr, want []netip.Addr) kernelRouteSeen {
+	var got []netip.Addr
+	var err error
+	for {
+		got, err = l.KernelRoute(ctx, router, host(addr))
+		now := time.Now()
+		if err == nil && slices.Equal(got, want) {
+			return kernelRouteSeen{at: now}
+		}
+		select {
+		case <-ctx.Done():
+			return kernelRouteSeen{err: fmt.Errorf("last seen gateways %v (err %v): %w", got, err, ctx.Err())}
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 // frrPath is one path of `show bgp <afi> unicast <prefix> json`.
 type frrPath struct {
 	Community struct {

@@ -225,7 +225,11 @@ func measureEndpointChange(t *testing.T, l *lab.Lab, svc string, vip netip.Addr,
 				if e.NodeName == nil {
 					continue
 				}
-				nodes = append(nodes, *e.NodeName)
+				// A node counts once its endpoint is ready or serving, as
+				// for the speakers; listed but not ready, it is no candidate.
+				if ptr.Deref(e.Conditions.Ready, true) || ptr.Deref(e.Conditions.Serving, false) {
+					nodes = append(nodes, *e.NodeName)
+				}
 				desc = append(desc, fmt.Sprintf("%s(ready=%v serving=%v terminating=%v)", *e.NodeName,
 					ptr.Deref(e.Conditions.Ready, true), ptr.Deref(e.Conditions.Serving, true), ptr.Deref(e.Conditions.Terminating, false)))
 			}
@@ -245,10 +249,19 @@ func measureEndpointChange(t *testing.T, l *lab.Lab, svc string, vip netip.Addr,
 	mu.Lock()
 	t0 = time.Now()
 	mu.Unlock()
+	// The route is watched from before the change: with kubelet nodes,
+	// change returns only once the Pod is gone, which is long after the
+	// EndpointSlice moved and the route followed.
+	routeSeen := make(chan kernelRouteSeen, 1)
+	go func() { routeSeen <- firstKernelRoute(ctx, l, "frr", vip, nodeAddrs(l, false, want...)) }()
 	if err := change(ctx); err != nil {
 		t.Fatal(err)
 	}
-	routeAt := waitKernelRoute(t, l, "frr", vip, nodeAddrs(l, false, want...), 10*time.Second)
+	seen := <-routeSeen
+	if seen.err != nil {
+		t.Fatalf("FRR's kernel route to %s never went over %v: %v", vip, want, seen.err)
+	}
+	routeAt := seen.at
 	deadline := time.Now().Add(5 * time.Second)
 	for epsAt.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
