@@ -47,19 +47,13 @@ func TestAPIServerDown60s(t *testing.T) {
 	}
 	after := owner(t, vip)
 	t.Logf("API server down 60 s: %d of %d requests failed; ARP owner %s before, %s after", failed, total, before, after)
-	// the target (docs/design.md#targets) is none failed. Run alone this scenario loses none;
-	// after the other scenarios an occasional request fails without the
-	// owner changing (cause under investigation, see the session notes),
-	// so up to two are reported loudly but tolerated; an owner change or
-	// more failures fail the test.
+	// The target (docs/design.md#targets): nothing changes while the API
+	// server is away, so no request fails.
 	if failed > 0 {
 		logsAround(t, failedAt, 2*time.Second)
 	}
-	switch {
-	case after != before || failed > 2:
-		t.Errorf("announcement changed during the API outage (failed %d, owner %s -> %s); want none", failed, before, after)
-	case failed > 0:
-		t.Logf("*** TOLERATED: %d of %d requests failed during the API outage with the owner unchanged (the target (docs/design.md#targets) is 0) ***", failed, total)
+	if after != before || failed > 0 {
+		t.Errorf("the API outage was noticed: %d of %d requests failed, ARP owner %s -> %s; want none failed and the owner unchanged", failed, total, before, after)
 	}
 	if err := l.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
@@ -80,11 +74,10 @@ func afterOutage(t *testing.T, ready time.Time) {
 	defer cancel()
 	const name = "afteroutage"
 	backends := l.Nodes()
-	for _, n := range backends {
-		if err := l.AddBackend(ctx, "default", name, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// The Service first: its address is the controller's alone to give.
+	// With kubelet nodes the backends' Pods wait for the scheduler, the
+	// ReplicaSet controller and the kubelets, which reconnect with their
+	// own backoff (over a minute here) and would be timed with herald.
 	if err := l.CreateService(ctx, lab.ServiceSpec{Name: name}); err != nil {
 		t.Fatal(err)
 	}
@@ -94,12 +87,25 @@ func afterOutage(t *testing.T, ready time.Time) {
 			_ = l.RemoveBackend(context.Background(), "default", name, n)
 		}
 	})
+	backendsAdded := make(chan error, 1)
+	go func() {
+		for _, n := range backends {
+			if err := l.AddBackend(ctx, "default", name, n); err != nil {
+				backendsAdded <- err
+				return
+			}
+		}
+		backendsAdded <- nil
+	}()
 	endpointsAt := make(chan time.Time, 1)
 	go func() {
-		if err := l.WaitEndpoints(ctx, "default", name, len(backends)); err == nil {
-			endpointsAt <- time.Now()
+		defer close(endpointsAt)
+		for ctx.Err() == nil {
+			if err := l.WaitEndpoints(ctx, "default", name, len(backends)); err == nil {
+				endpointsAt <- time.Now()
+				return
+			}
 		}
-		close(endpointsAt)
 	}()
 	addrs, err := l.WaitIngress(ctx, "default", name, 1)
 	if err != nil {
@@ -114,7 +120,7 @@ func afterOutage(t *testing.T, ready time.Time) {
 		}
 	}
 	eps, ok := <-endpointsAt
-	endpoints, epsText := time.Duration(0), "not within 30 s"
+	endpoints, epsText := time.Duration(0), "not within 2 minutes"
 	if ok {
 		endpoints = eps.Sub(ready)
 		epsText = endpoints.Round(time.Millisecond).String()
@@ -128,6 +134,9 @@ func afterOutage(t *testing.T, ready time.Time) {
 		t.Errorf("%s never answered ARP after the outage", addrs[0])
 	} else if limit := max(endpoints, 0) + 5*time.Second; announced > limit {
 		t.Errorf("ARP answered %v after the API returned (endpoints at %v); the target (docs/design.md#targets) is ≤ 5 s", announced, endpoints)
+	}
+	if err := <-backendsAdded; err != nil {
+		t.Fatal(err)
 	}
 	// kube-proxy rides out the outage with the same backoff.
 	r := reachWithin(t, addrs[0], 2*time.Minute)
