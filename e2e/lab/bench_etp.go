@@ -51,6 +51,19 @@ func benchETPMove(args []string, log *slog.Logger) error {
 		return err
 	}
 	nodes := l.Nodes()
+	// The slice is written by hand (its write is the moment measured
+	// from) and names each node's backend: a Pod of app "<name>-be" with
+	// kubelet nodes, the node's backend process otherwise.
+	backend := map[string]string{}
+	for _, n := range nodes {
+		if err := l.AddBackend(ctx, "default", name+"-be", n); err != nil {
+			return err
+		}
+		defer func() { _ = l.RemoveBackend(context.Background(), "default", name+"-be", n) }()
+		if backend[n], err = l.BackendAddr(ctx, "default", name+"-be", n); err != nil {
+			return err
+		}
+	}
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-lab", Namespace: "default", Labels: map[string]string{
 			discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "herald-lab",
@@ -59,7 +72,7 @@ func benchETPMove(args []string, log *slog.Logger) error {
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To(svc.Spec.Ports[0].Name), Port: ptr.To[int32](lab.BackendPort), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	setNode := func(n string) {
-		slice.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{l.Node(n).Address.String()}, NodeName: ptr.To(n),
+		slice.Endpoints = []discoveryv1.Endpoint{{Addresses: []string{backend[n]}, NodeName: ptr.To(n),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)}}}
 	}
 	setNode(nodes[0])

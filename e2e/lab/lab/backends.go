@@ -71,6 +71,26 @@ func backendDeployment(ns, app, node string) *appsv1.Deployment {
 	}
 }
 
+// BackendAddr is the address the backend of app on node listens on: its
+// Pod's with kubelet nodes (AddBackend first), the node's own otherwise,
+// where every node runs a backend process.
+func (l *Lab) BackendAddr(ctx context.Context, ns, app, node string) (string, error) {
+	if !l.kubelet() {
+		return l.Node(node).Address.String(), nil
+	}
+	sel := metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"app": app, LabelBackendNode: node}})
+	pods, err := l.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" {
+			return p.Status.PodIP, nil
+		}
+	}
+	return "", fmt.Errorf("no backend Pod of %s/%s with an address on %s", ns, app, node)
+}
+
 // addBackendDeployment creates the backend Deployment of app on node and
 // waits until its Pod is Ready.
 func (l *Lab) addBackendDeployment(ctx context.Context, ns, app, node string) error {
@@ -112,9 +132,15 @@ func (l *Lab) removeBackendDeployment(ctx context.Context, ns, app, node string)
 		return fmt.Errorf("deleting backend deployment %s/%s: %w", ns, name, err)
 	}
 	sel := metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: map[string]string{"app": app, LabelBackendNode: node}})
+	// Gone means the Deployment too: a foreground deletion lets it go only
+	// after its Pods, and creating it again meanwhile is refused.
 	return poll(ctx, 60*time.Second, func() (bool, error) {
 		pods, err := l.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		return err == nil && len(pods.Items) == 0, nil
+		if err != nil || len(pods.Items) > 0 {
+			return false, nil
+		}
+		_, err = l.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
 	})
 }
 
