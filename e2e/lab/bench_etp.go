@@ -172,7 +172,7 @@ func benchETPMove(args []string, log *slog.Logger) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# herald ETP Local endpoint move over L2 (target in docs/design.md#targets): the only endpoint's EndpointSlice is rewritten to another node;\n")
 	fmt.Fprintf(&b, "# measured from the start of the Update call to the first ARP packet (gratuitous or reply; client asks every 5 ms) with the new node's MAC\n")
-	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults, VIP %s\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond), vip)
+	fmt.Fprintf(&b, "# %s, %s, lab up in %v, shipped speaker defaults, VIP %s\n", time.Now().UTC().Format(time.RFC3339), l.NodeKind(), upTime.Round(time.Millisecond), vip)
 	fmt.Fprintf(&b, "%-6s %-6s %-6s %10s %10s %12s\n", "trial", "from", "to", "api-write", "new-ARP", "old-last-ARP")
 	for i, r := range rows {
 		old := "-"

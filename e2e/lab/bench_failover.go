@@ -88,7 +88,7 @@ func benchFailover(args []string, log *slog.Logger) error {
 			return err
 		}
 	}
-	table := failoverTable(rows, tooks, upTime)
+	table := failoverTable(rows, tooks, upTime, l.NodeKind())
 	fmt.Print(table)
 	if *out != "" {
 		return os.WriteFile(*out, []byte(table), 0o644)
@@ -110,10 +110,10 @@ func currentOwner(ctx context.Context, l *lab.Lab, addr netip.Addr) (string, err
 	return "", fmt.Errorf("no node answers ARP for %s", addr)
 }
 
-func failoverTable(rows []lab.Failover, tooks []time.Duration, upTime time.Duration) string {
+func failoverTable(rows []lab.Failover, tooks []time.Duration, upTime time.Duration, nodeKind string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# herald L2 failover (target in docs/design.md#targets): owner's link cut + speaker SIGKILLed, client probing every 10 ms\n")
-	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond))
+	fmt.Fprintf(&b, "# %s, %s, lab up in %v, shipped speaker defaults\n", time.Now().UTC().Format(time.RFC3339), nodeKind, upTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "%-6s %-6s %-9s %10s %7s\n", "trial", "dead", "new", "failover", "failed")
 	for i, r := range rows {
 		fmt.Fprintf(&b, "%-6d %-6s %-9s %10v %7d\n", i+1, r.Dead, r.NewOwner, r.Took.Round(time.Millisecond), r.Failed)

@@ -133,7 +133,7 @@ func benchRolling(args []string, log *slog.Logger) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# herald rolling restart of all speakers (target in docs/design.md#targets): SIGTERM each speaker in turn, restart it once it exited, next once it rejoined;\n")
 	fmt.Fprintf(&b, "# client sends one request every 10 ms to each of %d VIPs (ETP Cluster, backends on every node)\n", len(addrs))
-	fmt.Fprintf(&b, "# %s, lab up in %v, shipped speaker defaults, VIPs %v\n", time.Now().UTC().Format(time.RFC3339), upTime.Round(time.Millisecond), addrs)
+	fmt.Fprintf(&b, "# %s, %s, lab up in %v, shipped speaker defaults, VIPs %v\n", time.Now().UTC().Format(time.RFC3339), l.NodeKind(), upTime.Round(time.Millisecond), addrs)
 	fmt.Fprintf(&b, "%-6s %-20s %9s %8s %7s %7s\n", "round", "owners-before", "restarts", "requests", "failed", "reset")
 	totalFailed, totalResets, total := 0, 0, 0
 	for _, rw := range rows {

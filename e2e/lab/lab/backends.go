@@ -71,6 +71,14 @@ func backendDeployment(ns, app, node string) *appsv1.Deployment {
 	}
 }
 
+// NodeKind says what the lab's nodes run, for the benches' headers.
+func (l *Lab) NodeKind() string {
+	if l.kubelet() {
+		return "kubelet nodes (herald from install.yaml)"
+	}
+	return "process nodes"
+}
+
 // BackendAddr is the address the backend of app on node listens on: its
 // Pod's with kubelet nodes (AddBackend first), the node's own otherwise,
 // where every node runs a backend process.
