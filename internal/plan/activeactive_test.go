@@ -297,3 +297,34 @@ func TestSharedSlotsStayApart(t *testing.T) {
 		}
 	}
 }
+
+// benchmarkLayer2 decides for one node of 100 over 10 000 Services of
+// perService addresses (IPv4) each in one layer-2 pool: the speaker's whole
+// recomputation after any change.
+func benchmarkLayer2(b *testing.B, perService int) {
+	var nodes []election.NodeInfo
+	for i := range 100 {
+		nodes = append(nodes, node(fmt.Sprintf("node-%03d", i)))
+	}
+	pools := []Pool{{Name: "big", Ranges: []allocator.Range{mustRange("198.18.0.0/15")}, L2: &L2Policy{}}}
+	var svcs []Service
+	for i := range 10000 {
+		s := Service{Key: fmt.Sprintf("ns/s%05d", i)}
+		for j := range perService {
+			n := i*perService + j
+			s.Addrs = append(s.Addrs, netip.AddrFrom4([4]byte{198, 18 + byte(n>>16), byte(n >> 8), byte(n)}))
+		}
+		svcs = append(svcs, s)
+	}
+	b.ReportAllocs()
+	var announced int
+	for b.Loop() {
+		announced = len(Decide(Input{Self: "node-042", Nodes: nodes, Pools: pools, Services: svcs}).L2)
+	}
+	b.ReportMetric(float64(announced), "announced")
+}
+
+// BenchmarkDecideLayer2x1: 10 000 Services of one address over 100 nodes
+// (rendezvous hashing); BenchmarkDecideLayer2x3: of three (placement).
+func BenchmarkDecideLayer2x1(b *testing.B) { benchmarkLayer2(b, 1) }
+func BenchmarkDecideLayer2x3(b *testing.B) { benchmarkLayer2(b, 3) }

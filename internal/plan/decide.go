@@ -51,9 +51,7 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 	}
 	slotKeys := make([][]netip.Addr, len(sorted))
 	for si, s := range sorted {
-		for _, sl := range election.Slots(s.Addrs) {
-			slotKeys[si] = append(slotKeys[si], sl.Key)
-		}
+		slotKeys[si] = slotKeysOf(s.Addrs)
 		key := electionKey(s.Addrs)
 		if !key.IsValid() {
 			key = electionKey(s.ExternalIPs)
@@ -194,13 +192,15 @@ func (pl *placements) owner(p *Pool, svc, slot int) string {
 	}
 	s := pl.sorted[svc]
 	var local map[string]bool
-	for _, a := range slices.Concat(s.Addrs, s.ExternalIPs) {
-		if u := pl.uses[a]; u != nil && u.local != nil {
-			if local == nil {
-				local = map[string]bool{}
-			}
-			for n := range u.local {
-				local[n] = true
+	for _, list := range [][]netip.Addr{s.Addrs, s.ExternalIPs} {
+		for _, a := range list {
+			if u := pl.uses[a]; u != nil && u.local != nil {
+				if local == nil {
+					local = map[string]bool{}
+				}
+				for n := range u.local {
+					local[n] = true
+				}
 			}
 		}
 	}
@@ -218,6 +218,29 @@ func (pl *placements) owner(p *Pool, svc, slot int) string {
 	o := placer.Place(pl.slotKeys[svc])
 	pl.done[k] = o
 	return o[slot]
+}
+
+// slotKeysOf is the keys of election.Slots(addrs), or nil for one slot:
+// most Services have one address per family and need no placement, and
+// computing nothing for them keeps their cost what it was.
+func slotKeysOf(addrs []netip.Addr) []netip.Addr {
+	var n4, n6 int
+	for _, a := range addrs {
+		switch {
+		case a.Is4():
+			n4++
+		case a.Is6():
+			n6++
+		}
+	}
+	if max(n4, n6) <= 1 {
+		return nil
+	}
+	keys := make([]netip.Addr, 0, max(n4, n6))
+	for _, sl := range election.Slots(addrs) {
+		keys = append(keys, sl.Key)
+	}
+	return keys
 }
 
 // electionKey is the Service's IPv4 address if it has one, else its IPv6 one.
