@@ -144,6 +144,24 @@ func (l *Lab) ARPReplies(ctx context.Context, node string, addr netip.Addr, coun
 	return macs, nil
 }
 
+// NDPReplies sends Neighbor Solicitations for the IPv6 addr from node's
+// switch interface (ndisc6, waiting for every answer) and returns the
+// link-layer address of every Neighbor Advertisement (lower case).
+func (l *Lab) NDPReplies(ctx context.Context, node string, addr netip.Addr) ([]string, error) {
+	iface := l.Topo.Iface(node, topology.RoleSwitch)
+	out, err := l.Exec(ctx, node, "ndisc6", "-m", "-n", "-r", "2", "-w", "500", addr.String(), iface)
+	var macs []string
+	for _, line := range strings.Split(out, "\n") {
+		if _, mac, ok := strings.Cut(line, "Target link-layer address:"); ok {
+			macs = append(macs, strings.ToLower(strings.TrimSpace(mac)))
+		}
+	}
+	if len(macs) == 0 && err != nil {
+		return nil, err
+	}
+	return macs, nil
+}
+
 // NodeByMAC returns the node whose switch interface has mac, or "".
 func (l *Lab) NodeByMAC(ctx context.Context, mac string) string {
 	for _, n := range l.Nodes() {
