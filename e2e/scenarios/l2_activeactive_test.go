@@ -20,11 +20,7 @@ import (
 	"github.com/heraldlb/herald/internal/k8s"
 )
 
-// aaPool is the active-active scenario's pool: 198.51.100.240/29 and
-// 2001:db8:100::240/125, autoAssign: false like the other scenario pools.
-const aaPool = "more-aa"
-
-// Active-active layer 2 (docs/layer2.md#several-addresses-per-service): a
+// Active-active layer 2 (docs/layer2-vs-bgp.md#several-addresses-per-service): a
 // dual-stack Service with herald.dev/address-count "3" over three nodes
 // has each slot (the i-th IPv4 and IPv6 address) answered over ARP and NDP
 // by a different node, and the backends behind each answer from that
