@@ -55,7 +55,7 @@ func TestStatusAndPools(t *testing.T) {
 	for _, p := range []heraldv1.IPPool{
 		{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"198.51.100.0/28", "2001:db8::/124"}},
 			Status: heraldv1.IPPoolStatus{
-				IPv4:       &heraldv1.FamilyUsage{Total: "16", Allocated: 2, Free: "14"},
+				IPv4:       &heraldv1.FamilyUsage{Total: "16", Allocated: 4, Free: "12"},
 				IPv6:       &heraldv1.FamilyUsage{Total: "16", Allocated: 0, Free: "16"},
 				Conditions: ready(metav1.ConditionTrue, heraldv1.ReasonValid, "all addresses usable"),
 			}},
@@ -108,6 +108,8 @@ func TestStatusAndPools(t *testing.T) {
 	service("web", nil, "lan", "198.51.100.1", "2001:db8::1")
 	service("api", ptr.To("herald.dev/lb"), "", "203.0.113.5")
 	service("orphan", nil, "lan", "198.51.100.2")
+	// herald.dev/address-count "2": each address on its own node.
+	service("spread", nil, "lan", "198.51.100.3", "198.51.100.4", "2001:db8::3", "2001:db8::4")
 	service("stuck", nil, "")
 	service("waiting", nil, "")
 	service("not-ours", ptr.To("example.com/other"), "", "192.0.2.1")
@@ -123,18 +125,22 @@ func TestStatusAndPools(t *testing.T) {
 
 	for _, s := range []heraldv1.Speaker{
 		{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: heraldv1.SpeakerStatus{
-			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 2, BGPCount: 1,
+			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 4, BGPCount: 1,
 			Announcements: []heraldv1.Announcement{
 				{Address: "198.51.100.1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
 				{Address: "2001:db8::1", Protocol: "layer2", Pool: "lan", Services: []string{"shop/web"}, Via: []string{"eth0"}, Since: at(5 * time.Minute)},
+				{Address: "198.51.100.3", Protocol: "layer2", Pool: "lan", Services: []string{"shop/spread"}, Via: []string{"eth0"}, Since: at(4 * time.Minute)},
+				{Address: "2001:db8::3", Protocol: "layer2", Pool: "lan", Services: []string{"shop/spread"}, Via: []string{"eth0"}, Since: at(4 * time.Minute)},
 				{Address: "203.0.113.5", Protocol: "bgp", Pool: "routed", Services: []string{"shop/api"}, Via: []string{"tor"}, Since: at(3 * time.Hour)},
 			},
 			BGPSessions: []heraldv1.BGPSession{{Peer: "tor", Up: true}},
 			Updated:     at(time.Minute),
 		}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}, Status: heraldv1.SpeakerStatus{
-			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, BGPCount: 1,
+			Version: "v0.1.0", Healthy: true, Members: 2, LiveMembers: []string{"node-a", "node-b"}, Layer2Count: 2, BGPCount: 1,
 			Announcements: []heraldv1.Announcement{
+				{Address: "198.51.100.4", Protocol: "layer2", Pool: "lan", Services: []string{"shop/spread"}, Via: []string{"eth0"}, Since: at(4 * time.Minute)},
+				{Address: "2001:db8::4", Protocol: "layer2", Pool: "lan", Services: []string{"shop/spread"}, Via: []string{"eth0"}, Since: at(4 * time.Minute)},
 				{Address: "203.0.113.5", Protocol: "bgp", Pool: "routed", Services: []string{"shop/api"}, Via: []string{"tor"}, Since: at(2 * time.Hour)},
 			},
 			BGPSessions: []heraldv1.BGPSession{{Peer: "tor", Up: false}},

@@ -8,7 +8,9 @@
 // picks the layer-2 announcer by rendezvous (highest random weight) hashing
 // of node name and address (Ranker does the same for many addresses over
 // one candidate set). Losing a node moves only that node's addresses;
-// adding one moves only the addresses it now wins. The byte format hashed
+// adding one moves only the addresses it now wins. Placer keeps the
+// several addresses of one Service on distinct nodes (placement.go); with
+// one address it answers what Owner does. The byte format hashed
 // by Score is a compatibility contract: every speaker of a cluster must
 // compute the same owner during a rolling upgrade, so it is documented on
 // Score and pinned by a golden test.

@@ -15,6 +15,11 @@ type addrUse struct {
 	pool     string
 	local    map[string]bool // union over Local services; nil if none is Local
 	key      netip.Addr      // the layer-2 election key
+	// The Service and slot whose key is key: with several slots, that
+	// Service's placement decides the address's layer-2 owner.
+	svc    int
+	slot   int
+	nslots int
 }
 
 // announcements computes what self announces. nodes describes every node
@@ -24,6 +29,8 @@ type addrUse struct {
 // Layer 2 has one owner per address, chosen by rendezvous hashing on the
 // Service's IPv4 address (else its IPv6 one), so both families of a
 // dual-stack Service and all Services sharing an address land on one node.
+// A Service with several addresses per family has them in slots (the i-th
+// of each family together) placed on distinct nodes by election.Placer.
 // BGP is announced by every candidate.
 func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []Service) Plan {
 	poolIdx := newPoolIndex(pools)
@@ -42,15 +49,25 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		}
 		out.Refused[a] = append(out.Refused[a], svc)
 	}
-	for _, s := range sorted {
+	slotKeys := make([][]netip.Addr, len(sorted))
+	for si, s := range sorted {
+		slotKeys[si] = slotKeysOf(s.Addrs)
 		key := electionKey(s.Addrs)
 		if !key.IsValid() {
 			key = electionKey(s.ExternalIPs)
 		}
+		var n4, n6 int // which slot each address is in: its rank in its family
 		for i, a := range slices.Concat(s.Addrs, s.ExternalIPs) {
 			var p *Pool
+			slot := 0 // externalIPs go with the first slot
 			if i < len(s.Addrs) {
 				p = poolIdx.lookup(a, s.PoolHint)
+				switch {
+				case a.Is4():
+					slot, n4 = n4, n4+1
+				case a.Is6():
+					slot, n6 = n6, n6+1
+				}
 			} else if !lbAddrs[a] {
 				p = poolIdx.lookupExternal(a)
 			}
@@ -58,12 +75,16 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 				refuse(a, s.Key)
 				continue
 			}
+			k, nslots := key, max(1, len(slotKeys[si]))
+			if slot < len(slotKeys[si]) {
+				k = slotKeys[si][slot]
+			}
 			u := uses[a]
 			if u == nil {
-				u = &addrUse{pool: p.Name, key: key}
+				u = &addrUse{pool: p.Name, key: k, svc: si, slot: slot, nslots: nslots}
 				uses[a] = u
-			} else if betterKey(key, u.key) {
-				u.key = key
+			} else if betterKey(k, u.key) || (k == u.key && nslots > u.nslots) {
+				u.key, u.svc, u.slot, u.nslots = k, si, slot, nslots
 			}
 			u.services = append(u.services, s.Key)
 			if s.Local {
@@ -99,6 +120,7 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		cache[pool] = cached{cands: c, ranker: election.NewRanker(c)}
 		return cache[pool]
 	}
+	pl := placements{nodes: nodes, uses: uses, slotKeys: slotKeys, sorted: sorted}
 	for _, a := range slices.SortedFunc(func(yield func(netip.Addr) bool) {
 		for a := range uses {
 			if !yield(a) {
@@ -109,8 +131,13 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		u := uses[a]
 		p := poolIdx.byName[u.pool]
 		if p.L2 != nil {
-			c := candidates(l2Cache, p.Name, p.L2.NodeSelector, u.local)
-			if c.ranker.Owner(u.key) == self {
+			var owner string
+			if u.nslots > 1 {
+				owner = pl.owner(p, u.svc, u.slot)
+			} else {
+				owner = candidates(l2Cache, p.Name, p.L2.NodeSelector, u.local).ranker.Owner(u.key)
+			}
+			if owner == self {
 				out.L2 = append(out.L2, L2Announcement{Addr: a, Interfaces: p.L2.Interfaces, Pool: p.Name, Services: u.services})
 			}
 		}
@@ -122,6 +149,98 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		}
 	}
 	return out
+}
+
+// placements computes, once per Service and pool, where the slots of a
+// Service with several addresses per family are announced over layer 2.
+type placements struct {
+	nodes    []election.NodeInfo
+	uses     map[netip.Addr]*addrUse
+	slotKeys [][]netip.Addr
+	sorted   []Service
+	allUp    []election.NodeInfo // nodes as if every one were alive and healthy
+	placers  map[string]*election.Placer
+	done     map[placementKey][]string
+}
+
+type placementKey struct {
+	svc  int
+	pool string
+}
+
+// owner is the layer-2 owner of slot of the Service sorted[svc] in pool p.
+//
+// The eligible nodes are those that would be candidates if every node were
+// alive and healthy: membership and health change during a failure, and
+// keeping them out of the eligible set is what lets a failure move only
+// the failed node's slot (see election.Placer). Not excluded, the pool's
+// nodeSelector and, for externalTrafficPolicy Local, holding an endpoint
+// still narrow it. The endpoint nodes are the union over the Service's
+// addresses of what each address's users ask, as for one address.
+func (pl *placements) owner(p *Pool, svc, slot int) string {
+	k := placementKey{svc: svc, pool: p.Name}
+	if o, ok := pl.done[k]; ok {
+		return o[slot]
+	}
+	if pl.allUp == nil {
+		pl.allUp = slices.Clone(pl.nodes)
+		for i := range pl.allUp {
+			pl.allUp[i].Alive, pl.allUp[i].Healthy, pl.allUp[i].NetworkUnavailable = true, true, false
+		}
+		pl.placers = map[string]*election.Placer{}
+		pl.done = map[placementKey][]string{}
+	}
+	s := pl.sorted[svc]
+	var local map[string]bool
+	for _, list := range [][]netip.Addr{s.Addrs, s.ExternalIPs} {
+		for _, a := range list {
+			if u := pl.uses[a]; u != nil && u.local != nil {
+				if local == nil {
+					local = map[string]bool{}
+				}
+				for n := range u.local {
+					local[n] = true
+				}
+			}
+		}
+	}
+	var placer *election.Placer
+	if local == nil {
+		placer = pl.placers[p.Name]
+	}
+	if placer == nil {
+		sel := p.L2.NodeSelector
+		placer = election.NewPlacer(election.Candidates(pl.allUp, sel, local), election.Candidates(pl.nodes, sel, local))
+		if local == nil {
+			pl.placers[p.Name] = placer
+		}
+	}
+	o := placer.Place(pl.slotKeys[svc])
+	pl.done[k] = o
+	return o[slot]
+}
+
+// slotKeysOf is the keys of election.Slots(addrs), or nil for one slot:
+// most Services have one address per family and need no placement, and
+// computing nothing for them keeps their cost what it was.
+func slotKeysOf(addrs []netip.Addr) []netip.Addr {
+	var n4, n6 int
+	for _, a := range addrs {
+		switch {
+		case a.Is4():
+			n4++
+		case a.Is6():
+			n6++
+		}
+	}
+	if max(n4, n6) <= 1 {
+		return nil
+	}
+	keys := make([]netip.Addr, 0, max(n4, n6))
+	for _, sl := range election.Slots(addrs) {
+		keys = append(keys, sl.Key)
+	}
+	return keys
 }
 
 // electionKey is the Service's IPv4 address if it has one, else its IPv6 one.

@@ -9,8 +9,14 @@
 // Layer 2 has one owner per address, chosen by rendezvous hashing
 // (internal/election) on the Service's IPv4 address, else its IPv6 one, so
 // both families of a dual-stack Service and all Services sharing an
-// address land on one node. BGP is announced by every candidate. An
-// address in no IPPool is refused, never announced.
+// address land on one node. A Service with several addresses per family
+// (herald.dev/address-count) has them paired into slots, the i-th of each
+// family together, and an election.Placer puts the slots on distinct
+// nodes: homes among the nodes that would be candidates if all were alive
+// and healthy, owners among the live ones, so that losing a node moves
+// only its slot. A Service with one slot is placed exactly as before. BGP
+// is announced by every candidate, whatever the slots. An address in no
+// IPPool is refused, never announced.
 //
 // The announcers always receive the whole Plan, never deltas, so a missed
 // event can never leave a stale announcement behind.

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+
 	"github.com/heraldlb/herald/e2e/lab/netns"
 	"github.com/heraldlb/herald/e2e/lab/topology"
 )
@@ -140,6 +143,72 @@ func (l *Lab) ARPReplies(ctx context.Context, node string, addr netip.Addr, coun
 	}
 	if len(macs) == 0 && err != nil {
 		return nil, err
+	}
+	return macs, nil
+}
+
+// NDPReplies sends two Neighbor Solicitations for the IPv6 addr from
+// node's switch interface and returns the target link-layer address of
+// every Neighbor Advertisement for addr received within 500 ms of each
+// (lower case, in order). It reads the answers itself: ndisc6 drops those
+// whose source (the responder's link-local address) has a scope other
+// than the global target's, and the kernel's neighbour table keeps only
+// the last of several answers.
+func (l *Lab) NDPReplies(ctx context.Context, node string, addr netip.Addr) ([]string, error) {
+	iface := l.Topo.Iface(node, topology.RoleSwitch)
+	var (
+		c   *ndp.Conn
+		mac net.HardwareAddr
+	)
+	err := inNamespace(l.Node(node).Namespace, func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return err
+		}
+		mac = ifi.HardwareAddr
+		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("NDP socket on %s: %w", node, err)
+	}
+	defer func() { _ = c.Close() }()
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
+	if err := c.SetICMPFilter(&f); err != nil {
+		return nil, err
+	}
+	group, err := ndp.SolicitedNodeMulticast(addr)
+	if err != nil {
+		return nil, err
+	}
+	ns := &ndp.NeighborSolicitation{TargetAddress: addr,
+		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: mac}}}
+	var macs []string
+	for range 2 {
+		if err := ctx.Err(); err != nil {
+			return macs, err
+		}
+		if err := c.WriteTo(ns, nil, group); err != nil {
+			return macs, fmt.Errorf("sending a Neighbor Solicitation for %s: %w", addr, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			m, _, _, err := c.ReadFrom()
+			if err != nil {
+				break // the deadline
+			}
+			na, ok := m.(*ndp.NeighborAdvertisement)
+			if !ok || na.TargetAddress != addr {
+				continue
+			}
+			for _, o := range na.Options {
+				if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target {
+					macs = append(macs, strings.ToLower(ll.Addr.String()))
+				}
+			}
+		}
 	}
 	return macs, nil
 }
