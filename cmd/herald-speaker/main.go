@@ -136,7 +136,8 @@ func parseRunAs(s string) (uid, gid int, err error) {
 // --run-as with only NET_RAW, before it opens any socket or reads any
 // secret. Where that cannot happen the speaker still runs, and says why:
 // a policy that strips SETUID leaves it root with NET_RAW; one that
-// strips NET_RAW leaves layer 2 unable to answer (BGP needs none).
+// strips NET_RAW leaves it 65532 with nothing, so layer 2 cannot answer
+// (BGP needs no capability).
 func dropPrivileges(runAs string, log *slog.Logger) {
 	uid, gid, _ := parseRunAs(runAs) // validated by parse
 	if uid >= 0 {

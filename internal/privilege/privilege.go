@@ -119,7 +119,10 @@ var ErrCannotSwitch = errors.New("running as root without SETUID and SETGID: can
 // Drop makes a root process run as uid:gid with exactly the capabilities
 // in keep (effective and permitted; none inheritable). A process that is
 // not root already cannot gain anything: Drop only checks that it has keep.
-// Both errors leave the process running as it was.
+// A root process that is not permitted all of keep still switches, keeping
+// the part it has, and then reports what is missing: staying root would
+// keep SETUID and SETGID for the process's whole life. ErrCannotSwitch and
+// the errors before the switch leave the process running as it was.
 func Drop(uid, gid int, keep Set) error {
 	st, err := Current()
 	if err != nil {
@@ -131,12 +134,11 @@ func Drop(uid, gid int, keep Set) error {
 		}
 		return nil
 	}
-	if !st.Permitted.Has(keep) {
-		return fmt.Errorf("running as root with capabilities %s; %s needed", st.Permitted, keep&^st.Permitted)
-	}
 	if !st.Effective.Has(Of(unix.CAP_SETUID, unix.CAP_SETGID)) {
 		return ErrCannotSwitch
 	}
+	missing := keep &^ st.Permitted
+	keep &= st.Permitted
 	// Without keep-caps, switching away from uid 0 would empty the
 	// permitted set of every thread.
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); err != nil {
@@ -156,6 +158,9 @@ func Drop(uid, gid int, keep Set) error {
 	}
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0); err != nil {
 		return fmt.Errorf("clearing keep-caps: %w", err)
+	}
+	if missing != 0 {
+		return fmt.Errorf("switched to %d:%d without %s, which this process was not permitted", uid, gid, missing)
 	}
 	return nil
 }

@@ -13,8 +13,8 @@ import (
 // TestDropInContainerLikeProcess runs a cgo-free program that calls Drop
 // under setpriv with the capability sets a container runtime gives the
 // speaker's container (root, bounding set from the manifest, no_new_privs
-// as allowPrivilegeEscalation: false), and with the sets of two policies
-// that strip capabilities.
+// as allowPrivilegeEscalation: false), and with the sets of policies that
+// strip capabilities.
 func TestDropInContainerLikeProcess(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root (setpriv with a chosen bounding set)")
@@ -40,6 +40,9 @@ func TestDropInContainerLikeProcess(t *testing.T) {
 		{"a policy that strips SETUID/SETGID: stays root with NET_RAW",
 			[]string{"--bounding-set=-all,+net_raw"},
 			"drop=" + ErrCannotSwitch.Error() + " uid=0 gid=0 eff=NET_RAW prm=NET_RAW raw=<nil> setuid0=<nil>"},
+		{"a policy that strips NET_RAW: still switches to 65532, with nothing",
+			[]string{"--bounding-set=-all,+setuid,+setgid"},
+			"drop=switched to 65532:65532 without NET_RAW, which this process was not permitted uid=65532 gid=65532 eff=none prm=none raw=operation not permitted setuid0=operation not permitted"},
 		{"non-root without file capabilities: nothing to keep, and it says so",
 			[]string{"--reuid=65532", "--regid=65532", "--clear-groups", "--bounding-set=-all,+net_raw"},
 			"drop=running as uid 65532 with capabilities none; NET_RAW needed uid=65532 gid=65532 eff=none prm=none raw=operation not permitted setuid0=operation not permitted"},
