@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
@@ -21,7 +22,8 @@ import (
 // assembly is what the speaker's components are built from.
 type assembly struct {
 	node      string
-	port      int // memberlist
+	nodeUID   types.UID // owns this node's Speaker object
+	port      int       // memberlist
 	class     k8s.Class
 	namespace string // herald's own, where BGP password Secrets live
 	kube      kubernetes.Interface
@@ -57,7 +59,7 @@ func assemble(a assembly) (*components, error) {
 	c := &components{}
 	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid())
 	reporter := speaker.NewReporter(speaker.ReporterConfig{
-		NodeName: a.node, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Log: a.log,
+		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Log: a.log,
 	})
 	c.l2 = layer2.New(layer2.Config{Log: a.log.With("source", "layer2"), Registry: a.registry, OnConflict: reporter.Conflict})
 	spCfg := speaker.Config{

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -239,13 +240,13 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	if ns == "" {
 		ns = "herald-system"
 	}
-	v4, v6, err := nodeAddrs(ctx, kube, f.nodeName, log)
+	v4, v6, nodeUID, err := nodeAddrs(ctx, kube, f.nodeName, log)
 	if err != nil {
 		return err
 	}
 	reg := metricsserver.NewRegistry()
 	c, err := assemble(assembly{
-		node: f.nodeName, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
+		node: f.nodeName, nodeUID: nodeUID, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
 		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind),
 	})
@@ -323,11 +324,12 @@ func bindAddr(ctx context.Context, kube kubernetes.Interface, f *flags) (netip.A
 }
 
 // nodeAddrs are this node's first IPv4 and IPv6 InternalIPs: the BGP
-// router ID and next hops. A node without an IPv4 one runs no BGP.
-func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, err error) {
+// router ID and next hops. A node without an IPv4 one runs no BGP. uid is
+// the Node's, the owner of this node's Speaker object.
+func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, uid types.UID, err error) {
 	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("reading node %s: %w", node, err)
+		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("reading node %s: %w", node, err)
 	}
 	for _, ip := range k8s.NodeInternalIPs(n) {
 		if ip.Is4() && !v4.IsValid() {
@@ -344,5 +346,5 @@ func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log 
 	case !v6.IsValid():
 		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
 	}
-	return v4, v6, nil
+	return v4, v6, n.UID, nil
 }
