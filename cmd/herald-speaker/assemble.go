@@ -15,6 +15,7 @@ import (
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/plan"
 	"github.com/heraldlb/herald/internal/speaker"
 )
@@ -31,6 +32,7 @@ type assembly struct {
 	members   interface {
 		speaker.Membership
 		speaker.Members
+		Keyring() membership.Keyring
 	}
 	recorder record.EventRecorder
 	log      *slog.Logger
@@ -59,7 +61,7 @@ func assemble(a assembly) (*components, error) {
 	c := &components{}
 	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid())
 	reporter := speaker.NewReporter(speaker.ReporterConfig{
-		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Log: a.log,
+		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Keys: a.members, Log: a.log,
 	})
 	c.l2 = layer2.New(layer2.Config{Log: a.log.With("source", "layer2"), Registry: a.registry, OnConflict: reporter.Conflict})
 	spCfg := speaker.Config{

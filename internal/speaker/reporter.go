@@ -76,7 +76,10 @@ type ReporterConfig struct {
 	// Herald writes this node's Speaker object; nil: none is written.
 	Herald  versioned.Interface
 	Members Members
-	Log     *slog.Logger
+	// Keys is this node's memberlist keyring, reported by fingerprint; nil
+	// reports none (memberlist without encryption).
+	Keys interface{ Keyring() membership.Keyring }
+	Log  *slog.Logger
 	// Clock paces the Speaker object's writes and dates announcements;
 	// nil is the real clock.
 	Clock clock.Clock

@@ -40,6 +40,10 @@ func (r *Reporter) status() heraldv1.SpeakerStatus {
 		}
 	}
 	slices.Sort(st.LiveMembers)
+	if r.cfg.Keys != nil {
+		k := r.cfg.Keys.Keyring()
+		st.MemberlistKeys, st.MemberlistPrimaryKey = k.Keys, k.Primary
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Sorted by address (then protocol) and cut to maxReported before any
