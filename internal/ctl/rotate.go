@@ -52,7 +52,7 @@ func rotateKey(ctx context.Context, env Env, c *clients, clk clock.Clock, o rota
 	}
 	cur, err := memberkey.Parse(string(s.Data[memberkey.SecretKey]))
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s: %w", o.namespace, o.secret, err)
+		return fmt.Errorf("reading the keys of Secret %s/%s: %w", o.namespace, o.secret, err)
 	}
 	newKey, err := readNewKey(o.keyFile)
 	if err != nil {
