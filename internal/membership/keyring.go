@@ -188,12 +188,10 @@ func (c *Cluster) keysLoop(ctx context.Context) {
 	}
 }
 
+// applyKeys runs on keysLoop's goroutine only. It takes no c.mu: Leave
+// and Shutdown hold c.mu while they wait for keysLoop to end (stopLoop),
+// and they stop it before they stop memberlist, so it never races them.
 func (c *Cluster) applyKeys(s keyStep) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		return ErrShutdown
-	}
 	c.keysMu.Lock()
 	keys := maps.Clone(c.keyBytes)
 	c.keysMu.Unlock()
