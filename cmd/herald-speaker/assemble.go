@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/plan"
 	"github.com/heraldlb/herald/internal/speaker"
 )
@@ -21,7 +23,8 @@ import (
 // assembly is what the speaker's components are built from.
 type assembly struct {
 	node      string
-	port      int // memberlist
+	nodeUID   types.UID // owns this node's Speaker object
+	port      int       // memberlist
 	class     k8s.Class
 	namespace string // herald's own, where BGP password Secrets live
 	kube      kubernetes.Interface
@@ -29,6 +32,7 @@ type assembly struct {
 	members   interface {
 		speaker.Membership
 		speaker.Members
+		Keyring() membership.Keyring
 	}
 	recorder record.EventRecorder
 	log      *slog.Logger
@@ -57,7 +61,7 @@ func assemble(a assembly) (*components, error) {
 	c := &components{}
 	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid())
 	reporter := speaker.NewReporter(speaker.ReporterConfig{
-		NodeName: a.node, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Log: a.log,
+		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Keys: a.members, Log: a.log,
 	})
 	c.l2 = layer2.New(layer2.Config{Log: a.log.With("source", "layer2"), Registry: a.registry, OnConflict: reporter.Conflict})
 	spCfg := speaker.Config{

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -31,9 +31,11 @@ import (
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/memberkey"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/metricsserver"
 	"github.com/heraldlb/herald/internal/privilege"
+	"github.com/heraldlb/herald/internal/speaker"
 )
 
 func main() {
@@ -46,6 +48,7 @@ type flags struct {
 	bindAddr       string
 	port           int
 	keyFile        string
+	keySecret      string
 	insecure       bool
 	kubeProxyURL   string
 	metricsAddr    string
@@ -67,7 +70,8 @@ func parse(args []string) *flags {
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, from the downward API)")
 	fs.StringVar(&f.bindAddr, "bind-addr", "", "memberlist address (default: this node's InternalIP from its Node object)")
 	fs.IntVar(&f.port, "memberlist-port", membership.DefaultPort, "memberlist TCP and UDP port")
-	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the base64 of a 16-, 24- or 32-byte memberlist key (mounted from a Secret); required unless --memberlist-insecure")
+	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the memberlist keys, base64 of 16, 24 or 32 bytes each, separated by white space or commas, the first encrypting (mounted from a Secret); required unless --memberlist-insecure")
+	fs.StringVar(&f.keySecret, "memberlist-key-secret", "herald-memberlist", "Secret in $POD_NAMESPACE whose \"key\" the key file is mounted from: watched, so that a key rotation applies without a restart; empty: the keys read at start stay")
 	fs.BoolVar(&f.insecure, "memberlist-insecure", false, "labs only: memberlist traffic unencrypted and unauthenticated")
 	fs.StringVar(&f.kubeProxyURL, "kube-proxy-health-url", "http://127.0.0.1:10256/healthz", "kube-proxy health endpoint gating this node's announcements; empty disables")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address serving /metrics, /healthz and /readyz")
@@ -150,19 +154,18 @@ func dropPrivileges(runAs string, log *slog.Logger) {
 	}
 }
 
-func readKey(path string) ([]byte, error) {
+// readKeys reads the key file: the keys the speaker starts with, without
+// the API server (which may be down while the node boots).
+func readKeys(path string) ([][]byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading memberlist key: %w", err)
+		return nil, fmt.Errorf("reading memberlist keys: %w", err)
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	keys, err := memberkey.Parse(string(raw))
 	if err != nil {
-		return nil, fmt.Errorf("memberlist key in %s is not base64: %w", path, err)
+		return nil, fmt.Errorf("reading memberlist keys from %s: %w", path, err)
 	}
-	if n := len(key); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("memberlist key in %s is %d bytes; want 16, 24 or 32", path, n)
-	}
-	return key, nil
+	return keys, nil
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless
@@ -194,10 +197,10 @@ func run(args []string) int {
 }
 
 func serve(ctx context.Context, f *flags, log *slog.Logger) error {
-	var key []byte
+	var keys [][]byte
 	if !f.insecure {
 		var err error
-		if key, err = readKey(f.keyFile); err != nil {
+		if keys, err = readKeys(f.keyFile); err != nil {
 			return err
 		}
 	}
@@ -221,7 +224,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	// Membership never depends on the API server once started: the
 	// election keeps working through an API outage (fail static).
 	members, err := membership.Start(ctx, membership.Config{
-		NodeName: f.nodeName, BindAddr: bind, Port: f.port, Key: key,
+		NodeName: f.nodeName, BindAddr: bind, Port: f.port, Keys: keys,
 		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout,
 		SuspicionMult: f.suspicionMult, GossipInterval: f.gossipInterval,
 		Log: log.With("source", "memberlist"),
@@ -240,13 +243,22 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	if ns == "" {
 		ns = "herald-system"
 	}
-	v4, v6, err := nodeAddrs(ctx, kube, f.nodeName, log)
+	if keys != nil && f.keySecret != "" {
+		keysCtx, stopKeys := context.WithCancel(ctx)
+		keysDone := make(chan struct{})
+		go func() {
+			defer close(keysDone)
+			speaker.WatchKeys(keysCtx, kube, ns, f.keySecret, members, log.With("source", "keys"))
+		}()
+		defer func() { stopKeys(); <-keysDone }()
+	}
+	v4, v6, nodeUID, err := nodeAddrs(ctx, kube, f.nodeName, log)
 	if err != nil {
 		return err
 	}
 	reg := metricsserver.NewRegistry()
 	c, err := assemble(assembly{
-		node: f.nodeName, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
+		node: f.nodeName, nodeUID: nodeUID, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
 		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind),
 	})
@@ -287,7 +299,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	}()
 	defer func() { <-healthDone }()
 	close(ready)
-	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", key != nil)
+	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", keys != nil)
 	// sp.Run returns after the graceful handover; only then does the
 	// layer-2 announcer stop answering.
 	err = c.speaker.Run(ctx)
@@ -324,11 +336,12 @@ func bindAddr(ctx context.Context, kube kubernetes.Interface, f *flags) (netip.A
 }
 
 // nodeAddrs are this node's first IPv4 and IPv6 InternalIPs: the BGP
-// router ID and next hops. A node without an IPv4 one runs no BGP.
-func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, err error) {
+// router ID and next hops. A node without an IPv4 one runs no BGP. uid is
+// the Node's, the owner of this node's Speaker object.
+func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, uid types.UID, err error) {
 	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("reading node %s: %w", node, err)
+		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("reading node %s: %w", node, err)
 	}
 	for _, ip := range k8s.NodeInternalIPs(n) {
 		if ip.Is4() && !v4.IsValid() {
@@ -345,5 +358,5 @@ func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log 
 	case !v6.IsValid():
 		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
 	}
-	return v4, v6, nil
+	return v4, v6, n.UID, nil
 }

@@ -25,6 +25,7 @@ func (noMembers) Members() []membership.Member { return nil }
 func (noMembers) Changed() <-chan struct{}     { return nil }
 func (noMembers) SetPeers([]netip.AddrPort)    {}
 func (noMembers) Leave(time.Duration) error    { return nil }
+func (noMembers) Keyring() membership.Keyring  { return membership.Keyring{} }
 
 // TestMetricsDocumented builds the speaker's components as serve does,
 // BGP included, and checks every metric they register against

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/yaml"
 
 	"github.com/heraldlb/herald/internal/cli"
@@ -30,6 +31,8 @@ type Env struct {
 	Now      func() time.Time
 	// Config, if set, is used instead of --kubeconfig and the defaults.
 	Config *rest.Config
+	// Clock paces rotate-key's waits; nil is the real clock.
+	Clock clock.Clock
 }
 
 // defaultHeraldNamespace is where install.yaml puts herald.
@@ -60,6 +63,11 @@ Commands:
                   annotations of Services to herald's (-f FILE, -f - for
                   stdin, or without -f: read them from the cluster, Services
                   of every namespace included)
+  rotate-key      replace the speakers' memberlist key without a restart: add
+                  a new key to the Secret, make it the one that encrypts,
+                  remove the old one, waiting after each step until every
+                  live speaker reports it applied (--key-file FILE: the new
+                  key's base64; default: a random 32-byte key)
 
 Every command takes -o table|yaml|json (default table; import-metallb
 defaults to yaml). import-metallb's yaml and json output holds only herald
@@ -115,6 +123,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	var file, namespace string
 	heraldNamespace := defaultHeraldNamespace
 	clientOnly := false
+	var rot rotateOptions
 	class := defaultClass
 	switch cmd {
 	case "status":
@@ -125,6 +134,11 @@ func Main(ctx context.Context, env Env, args []string) int {
 		fs.BoolVar(&clientOnly, "client", false, "print heraldctl's version only; do not contact the cluster")
 		fs.StringVar(&heraldNamespace, "herald-namespace", defaultHeraldNamespace, "the namespace herald is installed in")
 	case "pools":
+	case "rotate-key":
+		fs.StringVar(&heraldNamespace, "herald-namespace", defaultHeraldNamespace, "the namespace herald is installed in")
+		fs.StringVar(&rot.secret, "secret", "herald-memberlist", "the memberlist key Secret")
+		fs.StringVar(&rot.keyFile, "key-file", "", "file holding the new key's base64 (16, 24 or 32 bytes); default: a random 32-byte key")
+		fs.DurationVar(&rot.timeout, "timeout", 5*time.Minute, "how long each step waits for every speaker")
 	case "import-metallb":
 		defaultOut = "yaml"
 		fs.StringVar(&file, "f", "", "file of MetalLB objects and Services (multi-document YAML, JSON or a List as kubectl get -A -o yaml prints); - reads stdin; unset: read them from the cluster")
@@ -195,6 +209,13 @@ func Main(ctx context.Context, env Env, args []string) int {
 		})
 	case "pools":
 		return run(env, func() error { return pools(ctx, env, c, *output) })
+	case "rotate-key":
+		rot.namespace = heraldNamespace
+		clk := env.Clock
+		if clk == nil {
+			clk = clock.RealClock{}
+		}
+		return run(env, func() error { return rotateKey(ctx, env, c, clk, rot) })
 	default:
 		return run(env, func() error { return importCluster(ctx, env, c, *output) })
 	}

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
@@ -58,6 +59,41 @@ func TestCRDsOnMinimumKubernetes(t *testing.T) {
 			t.Fatalf("API server at %s is %s, want %s", c.APIServerURL, info.GitVersion, want)
 		}
 	}
+
+	// The admission policy confining the speakers uses CEL optionals and
+	// the user's extra; both releases must accept it (creating a policy
+	// compiles its expressions). That it refuses what it should is
+	// internal/speaker's TestSpeakerConfinedToItsNode, on the current
+	// release: it needs kube-controller-manager, which cannot run beside
+	// the oldest API server here.
+	t.Run("speaker admission policy", func(t *testing.T) {
+		objs, err := Objects(readInstall(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gvr := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1"}
+		for version, c := range map[string]*testcluster.Cluster{"oldest": oldest, "current": current} {
+			dyn := dynamic.NewForConfigOrDie(c.Config)
+			n := 0
+			for _, o := range objs {
+				switch o.GetKind() {
+				case "ValidatingAdmissionPolicy":
+					gvr.Resource = "validatingadmissionpolicies"
+				case "ValidatingAdmissionPolicyBinding":
+					gvr.Resource = "validatingadmissionpolicybindings"
+				default:
+					continue
+				}
+				n++
+				if _, err := dyn.Resource(gvr).Create(t.Context(), o.DeepCopy(), metav1.CreateOptions{}); err != nil {
+					t.Errorf("%s: creating %s %s: %v", version, o.GetKind(), o.GetName(), err)
+				}
+			}
+			if n != 2 {
+				t.Errorf("install.yaml has %d admission policy objects; want the policy and its binding", n)
+			}
+		}
+	})
 
 	objects := minVersionObjects(t)
 	var accepted, refused int

@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"k8s.io/utils/clock"
+
+	"github.com/heraldlb/herald/internal/memberkey"
 )
 
 // ErrShutdown is returned by methods called after Shutdown or Leave.
@@ -33,9 +35,10 @@ type Config struct {
 	// Port is the TCP and UDP port: 0 means DefaultPort, a negative value
 	// lets the kernel pick a free one (tests; see LocalAddr).
 	Port int
-	// Key is a 16-, 24- or 32-byte AES key encrypting and authenticating all
-	// memberlist traffic. nil disables encryption (labs only).
-	Key []byte
+	// Keys are 16-, 24- or 32-byte AES keys authenticating and decrypting
+	// memberlist traffic; the first encrypts what this member sends. None
+	// disables encryption (labs only). SetKeys changes them while running.
+	Keys [][]byte
 
 	ProbeInterval, ProbeTimeout time.Duration
 	SuspicionMult               int
@@ -65,7 +68,8 @@ type Member struct {
 // member is a Member and the address and port it advertises.
 type member struct {
 	Member
-	addr netip.AddrPort
+	addr    netip.AddrPort
+	keyring Keyring
 }
 
 // Cluster is this speaker's membership in the memberlist cluster of all
@@ -95,6 +99,15 @@ type Cluster struct {
 	shutdown bool
 	cancel   context.CancelFunc
 	loopDone chan struct{}
+
+	// keyring is memberlist's (nil without encryption); keysLoop moves it
+	// towards wantKeys (keyring.go).
+	keyring  *memberlist.Keyring
+	keysKick chan struct{}
+	keysDone chan struct{}
+	keysMu   sync.Mutex
+	wantKeys [][]byte
+	keyBytes map[string][]byte // fingerprint -> key, of every key ever given
 }
 
 // Start creates this node's memberlist member and starts re-joining peers
@@ -111,10 +124,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if !cfg.BindAddr.IsValid() {
 		return nil, errors.New("starting memberlist: bind address is not set")
 	}
-	switch len(cfg.Key) {
-	case 0, 16, 24, 32:
-	default:
-		return nil, fmt.Errorf("starting memberlist: key is %d bytes, want 16, 24 or 32", len(cfg.Key))
+	for _, k := range cfg.Keys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("starting memberlist: a key is %d bytes, want 16, 24 or 32", n)
+		}
 	}
 	pi, pt, sm, gi := DefaultTiming()
 	cfg.ProbeInterval = cmp.Or(cfg.ProbeInterval, pi)
@@ -150,6 +163,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		answered: map[netip.AddrPort]time.Time{},
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
+		keysKick: make(chan struct{}, 1),
+		keysDone: make(chan struct{}),
+		keyBytes: map[string][]byte{},
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -171,7 +187,17 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	// state (≈15 kB at 250 members, every 40 s) is worth compressing, and
 	// that is within the traffic budget uncompressed.
 	mc.EnableCompression = false
-	mc.SecretKey = cfg.Key
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("starting memberlist: %w", err)
+		}
+		c.keyring, mc.Keyring = kr, kr
+		for _, k := range cfg.Keys {
+			c.keyBytes[memberkey.Fingerprint(k)] = k
+		}
+		c.wantKeys = cfg.Keys
+	}
 	mc.Delegate = delegate{c}
 	mc.Events = events{c}
 	mc.Logger = log.New(&logWriter{log: cfg.Log.With("lib", "memberlist")}, "", 0)
@@ -196,7 +222,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	loopCtx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	go c.rejoinLoop(loopCtx)
-	c.log.Info("memberlist started", "name", cfg.NodeName, "addr", c.self.String(), "encrypted", len(cfg.Key) > 0,
+	go c.keysLoop(loopCtx)
+	c.log.Info("memberlist started", "name", cfg.NodeName, "addr", c.self.String(), "encrypted", c.keyring != nil,
+		"keys", c.Keyring().Keys, "primaryKey", c.Keyring().Primary,
 		"probeInterval", cfg.ProbeInterval, "probeTimeout", cfg.ProbeTimeout,
 		"suspicionMult", cfg.SuspicionMult, "gossipInterval", cfg.GossipInterval)
 	return c, nil
@@ -325,6 +353,7 @@ func (c *Cluster) Shutdown() error {
 func (c *Cluster) stopLoop() {
 	c.cancel()
 	<-c.loopDone
+	<-c.keysDone
 }
 
 func (c *Cluster) signal() {
@@ -338,12 +367,15 @@ func (c *Cluster) setMember(n *memberlist.Node) {
 	addr, _ := netip.AddrFromSlice(n.Addr)
 	addr = addr.Unmap()
 	c.membersMu.Lock()
+	meta := decodeMeta(n.Meta)
 	c.members[n.Name] = member{
-		Member: Member{Name: n.Name, Addr: addr, Healthy: decodeMeta(n.Meta).healthy},
-		addr:   netip.AddrPortFrom(addr, n.Port),
+		Member:  Member{Name: n.Name, Addr: addr, Healthy: meta.healthy},
+		addr:    netip.AddrPortFrom(addr, n.Port),
+		keyring: meta.keyring,
 	}
 	c.membersMu.Unlock()
 	c.signal()
+	c.kickKeys()
 }
 
 func (c *Cluster) dropMember(name string) {
@@ -351,4 +383,5 @@ func (c *Cluster) dropMember(name string) {
 	delete(c.members, name)
 	c.membersMu.Unlock()
 	c.signal()
+	c.kickKeys()
 }

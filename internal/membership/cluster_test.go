@@ -3,6 +3,7 @@ package membership
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/memberlist"
 	"go.uber.org/goleak"
+
+	"github.com/heraldlb/herald/internal/memberkey"
 )
 
 func TestMain(m *testing.M) {
@@ -307,10 +311,10 @@ func TestClusterRejoinLoopJoinsLatePeer(t *testing.T) {
 func TestClusterEncryption(t *testing.T) {
 	key := bytes.Repeat([]byte{1}, 32)
 	other := bytes.Repeat([]byte{2}, 32)
-	cs := startN(t, 2, Config{Key: key, RejoinInterval: 100 * time.Millisecond})
+	cs := startN(t, 2, Config{Keys: [][]byte{key}, RejoinInterval: 100 * time.Millisecond})
 	waitMembers(t, cs, "m1", "m2")
 
-	wrong := start(t, Config{NodeName: "wrong-key", Key: other, RejoinInterval: 100 * time.Millisecond})
+	wrong := start(t, Config{NodeName: "wrong-key", Keys: [][]byte{other}, RejoinInterval: 100 * time.Millisecond})
 	plain := start(t, Config{NodeName: "no-key", RejoinInterval: 100 * time.Millisecond})
 	all := append(addrsOf(cs), wrong.LocalAddr(), plain.LocalAddr())
 	for _, c := range append(cs, wrong, plain) {
@@ -323,7 +327,7 @@ func TestClusterEncryption(t *testing.T) {
 	waitMembers(t, []*Cluster{plain}, "no-key")
 
 	// A member with the right key still joins.
-	right := start(t, Config{NodeName: "m3", Key: key})
+	right := start(t, Config{NodeName: "m3", Keys: [][]byte{key}})
 	right.SetPeers(addrsOf(cs))
 	waitMembers(t, append(cs, right), "m1", "m2", "m3")
 }
@@ -335,8 +339,8 @@ func TestStartValidates(t *testing.T) {
 	}{
 		{"no name", Config{BindAddr: loopback, Port: -1}},
 		{"no address", Config{NodeName: "a", Port: -1}},
-		{"short key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Key: make([]byte, 15)}},
-		{"long key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Key: make([]byte, 33)}},
+		{"short key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Keys: [][]byte{make([]byte, 15)}}},
+		{"long key", Config{NodeName: "a", BindAddr: loopback, Port: -1, Keys: [][]byte{make([]byte, 33)}}},
 		{"port out of range", Config{NodeName: "a", BindAddr: loopback, Port: 70000}},
 		{"probe timeout ≥ interval", Config{NodeName: "a", BindAddr: loopback, Port: -1, ProbeInterval: time.Second, ProbeTimeout: time.Second}},
 	}
@@ -430,14 +434,17 @@ func TestLogWriter(t *testing.T) {
 	}
 }
 
+// TestMetaFormat pins the metadata format, a contract between speaker
+// versions: a first-release speaker reads bit 0 of byte 1 and nothing
+// else.
 func TestMetaFormat(t *testing.T) {
 	c := &Cluster{}
 	d := delegate{c}
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 0}) || decodeMeta(got).healthy {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 0, 0}) || decodeMeta(got).healthy {
 		t.Errorf("unhealthy meta = %v", got)
 	}
 	c.healthy.Store(true)
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{1, 1}) || !decodeMeta(got).healthy {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 1, 0}) || !decodeMeta(got).healthy || decodeMeta(got).keyring.Known() {
 		t.Errorf("healthy meta = %v", got)
 	}
 	for _, m := range [][]byte{nil, {1}, {9, 0}} {
@@ -445,9 +452,41 @@ func TestMetaFormat(t *testing.T) {
 			t.Errorf("decodeMeta(%v).healthy = true", m)
 		}
 	}
-	if !decodeMeta([]byte{2, 1, 0xff}).healthy {
+	if !decodeMeta([]byte{3, 1, 0, 0xff}).healthy {
 		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
 	}
+	if m := decodeMeta([]byte{1, 1}); !m.healthy || m.keyring.Known() {
+		t.Errorf("a first-release member's meta reads as %+v; want healthy, no keyring", m)
+	}
+
+	// The keyring: count, then the primary's fingerprint, then the others'.
+	primary, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
+	kr, err := memberlist.NewKeyring([][]byte{other, primary}, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.keyring = kr
+	got := d.NodeMeta(512)
+	want := append([]byte{2, 1, 2}, 0x72, 0xcd, 0x6e, 0x84, 0x22, 0xc4, 0x07, 0xfb)
+	want = append(want, mustHex(t, memberkey.Fingerprint(other))...)
+	if !bytes.Equal(got, want) {
+		t.Errorf("meta with keys = %x; want %x", got, want)
+	}
+	if diff := cmp.Diff(c.Keyring(), decodeMeta(got).keyring); diff != "" {
+		t.Errorf("keyring after a round trip (-sent +read):\n%s", diff)
+	}
+	if m := decodeMeta(want[:len(want)-1]); m.keyring.Known() || !m.healthy {
+		t.Errorf("a truncated keyring reads as %+v; want healthy, no keyring", m)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // BenchmarkFailureDetection measures, with the shipped timing defaults,

@@ -117,7 +117,7 @@ func simChild() int {
 		name := simName(i)
 		sent := &atomic.Int64{}
 		cfg := timing
-		cfg.NodeName, cfg.BindAddr, cfg.Port, cfg.Key = name, simAddr(i), DefaultPort, simKey
+		cfg.NodeName, cfg.BindAddr, cfg.Port, cfg.Keys = name, simAddr(i), DefaultPort, [][]byte{simKey}
 		cfg.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
 			return newCountingTransport(t, sent)
 		}

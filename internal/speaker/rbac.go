@@ -22,6 +22,7 @@ package speaker
 // +kubebuilder:rbac:groups=herald.dev,resources=speakers,verbs=get;create
 // +kubebuilder:rbac:groups=herald.dev,resources=speakers/status,verbs=update
 
-// Secrets in herald's namespace only: BGP passwords (passwordSecretRef).
-// The memberlist key is a mounted volume and needs no API access.
+// Secrets in herald's namespace only: BGP passwords (passwordSecretRef),
+// and the memberlist key Secret, watched so that a key rotation applies
+// without a restart (the speaker starts from the mounted copy).
 // +kubebuilder:rbac:groups="",namespace=herald-system,resources=secrets,verbs=list;watch

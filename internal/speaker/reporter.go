@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
@@ -66,12 +67,19 @@ type Members interface {
 // ReporterConfig wires a Reporter.
 type ReporterConfig struct {
 	NodeName string
+	// NodeUID is the UID of this node's Node object; the Speaker object
+	// is created owned by it, so that the garbage collector deletes it
+	// with the Node. Empty: no owner (it then outlives its node).
+	NodeUID  types.UID
 	Recorder record.EventRecorder // nil: Events are dropped
 	Objects  Objects
 	// Herald writes this node's Speaker object; nil: none is written.
 	Herald  versioned.Interface
 	Members Members
-	Log     *slog.Logger
+	// Keys is this node's memberlist keyring, reported by fingerprint; nil
+	// reports none (memberlist without encryption).
+	Keys interface{ Keyring() membership.Keyring }
+	Log  *slog.Logger
 	// Clock paces the Speaker object's writes and dates announcements;
 	// nil is the real clock.
 	Clock clock.Clock

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,23 @@ func TestConflictGoesToTheServicesOfTheAddress(t *testing.T) {
 	r.Conflict(netip.MustParseAddr("198.51.100.99"), "eth0", net.HardwareAddr{2, 0, 0, 0, 0, 9})
 	if n := len(rec.Events); n != 0 {
 		t.Errorf("a conflict on an address not announced recorded %d Events", n)
+	}
+}
+
+type fixedKeyring membership.Keyring
+
+func (k fixedKeyring) Keyring() membership.Keyring { return membership.Keyring(k) }
+
+// TestStatusReportsKeyFingerprints: the Speaker status names the
+// memberlist keys by fingerprint only, and none without encryption.
+func TestStatusReportsKeyFingerprints(t *testing.T) {
+	r := NewReporter(ReporterConfig{NodeName: "n1", Objects: fakeInformers(), Members: oneMember{"n1"},
+		Keys: fixedKeyring{Primary: "bbbbbbbbbbbbbbbb", Keys: []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"}}})
+	st := r.status()
+	if st.MemberlistPrimaryKey != "bbbbbbbbbbbbbbbb" || !slices.Equal(st.MemberlistKeys, []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"}) {
+		t.Errorf("status keys = %q, primary %q", st.MemberlistKeys, st.MemberlistPrimaryKey)
+	}
+	if st := newTestReporter(nil).status(); st.MemberlistKeys != nil || st.MemberlistPrimaryKey != "" {
+		t.Errorf("without encryption the status reports keys %q, primary %q", st.MemberlistKeys, st.MemberlistPrimaryKey)
 	}
 }

@@ -40,6 +40,10 @@ func (r *Reporter) status() heraldv1.SpeakerStatus {
 		}
 	}
 	slices.Sort(st.LiveMembers)
+	if r.cfg.Keys != nil {
+		k := r.cfg.Keys.Keyring()
+		st.MemberlistKeys, st.MemberlistPrimaryKey = k.Keys, k.Primary
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Sorted by address (then protocol) and cut to maxReported before any
@@ -128,7 +132,7 @@ func (r *Reporter) write(ctx context.Context, st heraldv1.SpeakerStatus) error {
 	api := r.cfg.Herald.HeraldV1alpha1().Speakers()
 	cur, err := api.Get(ctx, r.cfg.NodeName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		cur, err = api.Create(ctx, &heraldv1.Speaker{ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName}}, metav1.CreateOptions{})
+		cur, err = api.Create(ctx, r.newSpeaker(), metav1.CreateOptions{})
 	}
 	if err != nil {
 		return fmt.Errorf("reading Speaker %s: %w", r.cfg.NodeName, err)
@@ -139,4 +143,18 @@ func (r *Reporter) write(ctx context.Context, st heraldv1.SpeakerStatus) error {
 		return fmt.Errorf("updating the status of Speaker %s: %w", r.cfg.NodeName, err)
 	}
 	return nil
+}
+
+// newSpeaker is this node's Speaker object as first created: owned by the
+// Node, so that deleting the Node deletes it. blockOwnerDeletion stays
+// unset: setting it would need the right to update the Node's finalizers,
+// and nothing has to wait for the Speaker before the Node goes.
+func (r *Reporter) newSpeaker() *heraldv1.Speaker {
+	sp := &heraldv1.Speaker{ObjectMeta: metav1.ObjectMeta{Name: r.cfg.NodeName}}
+	if r.cfg.NodeUID != "" {
+		sp.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "Node", Name: r.cfg.NodeName, UID: r.cfg.NodeUID,
+		}}
+	}
+	return sp
 }

@@ -21,6 +21,7 @@ import (
 // +kubebuilder:printcolumn:name="BGP",type=integer,JSONPath=".status.bgpCount"
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=".status.members"
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=".status.version"
+// +kubebuilder:printcolumn:name="Key",type=string,JSONPath=".status.memberlistPrimaryKey"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 type Speaker struct {
 	metav1.TypeMeta `json:",inline"`
@@ -88,6 +89,22 @@ type SpeakerStatus struct {
 	// +listMapKey=peer
 	// +kubebuilder:validation:MaxItems=1000
 	BGPSessions []BGPSession `json:"bgpSessions,omitempty"`
+
+	// memberlistKeys are the fingerprints (the first 8 bytes of the
+	// SHA-256, in hex; never the keys) of the memberlist keys this node
+	// decrypts with, sorted. During a key rotation, `heraldctl rotate-key`
+	// waits until every speaker lists the same keys.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=16
+	MemberlistKeys []string `json:"memberlistKeys,omitempty"`
+
+	// memberlistPrimaryKey is the fingerprint of the key this node
+	// encrypts with.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	MemberlistPrimaryKey string `json:"memberlistPrimaryKey,omitempty"`
 
 	// updated is when this report was written.
 	// +optional

@@ -558,6 +558,11 @@ func (in *SpeakerStatus) DeepCopyInto(out *SpeakerStatus) {
 		*out = make([]BGPSession, len(*in))
 		copy(*out, *in)
 	}
+	if in.MemberlistKeys != nil {
+		in, out := &in.MemberlistKeys, &out.MemberlistKeys
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	in.Updated.DeepCopyInto(&out.Updated)
 }
 
