@@ -29,7 +29,7 @@ type Common struct {
 
 // Register adds the common flags to fs.
 func (c *Common) Register(fs *flag.FlagSet) {
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.Version, "version", false, "print the version and git revision, then exit")
 }
@@ -93,8 +93,9 @@ func LogStart(log *slog.Logger) {
 	log.Info("starting", "version", v.Version, "revision", v.Revision, "goversion", v.GoVersion)
 }
 
-// RESTConfig finds the cluster: --kubeconfig, else the in-cluster config,
-// else $KUBECONFIG.
+// RESTConfig finds the cluster: --kubeconfig, else $KUBECONFIG, else the
+// in-cluster config, else ~/.kube/config. $KUBECONFIG comes before the
+// in-cluster config as in kubectl: whoever sets it inside a Pod means it.
 func (c *Common) RESTConfig(userAgent string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
@@ -103,7 +104,7 @@ func (c *Common) RESTConfig(userAgent string) (*rest.Config, error) {
 	case c.Kubeconfig != "":
 		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Kubeconfig}
 		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
-	case c.Context != "":
+	case c.Context != "" || os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
 		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	default:

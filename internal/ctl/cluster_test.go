@@ -196,6 +196,22 @@ func TestStatusAndPools(t *testing.T) {
 			t.Errorf("status -n default lists Services of namespace shop:\n%s", out.String())
 		}
 	})
+	// kubectl takes -n before the command too (kubectl herald -n x status).
+	t.Run("-n status", func(t *testing.T) {
+		outputs := map[string]string{}
+		for _, args := range [][]string{{"-n", "shop", "status"}, {"status", "-n", "shop"}} {
+			var out, errb bytes.Buffer
+			env := Env{Out: &out, Err: &errb, Now: func() time.Time { return now }, Config: c.Config}
+			if code := Main(ctx, env, args); code != 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, errb.String())
+			}
+			outputs[strings.Join(args, " ")] = out.String()
+		}
+		before, after := outputs["-n shop status"], outputs["status -n shop"]
+		if before != after || !strings.Contains(before, "shop/") || strings.Contains(before, "default/") {
+			t.Errorf("-n shop status:\n%s\nstatus -n shop:\n%s\nwant the same, only shop's Services", before, after)
+		}
+	})
 
 	// The controller Pod cannot run here (no kubelet), so its version is
 	// reported as unknown with the reason; the speakers' come from their

@@ -89,13 +89,22 @@ func Main(ctx context.Context, env Env, args []string) int {
 		env.Now = time.Now
 	}
 	var common cli.Common
+	var file, namespace string
+	// Asked-for help goes to stdout, as kubectl's does (heraldctl --help |
+	// less); help after a mistake goes to stderr.
+	helpOut := env.Err
+	if helpAsked(args) {
+		helpOut = env.Out
+	}
 	top := flag.NewFlagSet(env.Name, flag.ContinueOnError)
-	top.SetOutput(env.Err)
+	top.SetOutput(helpOut)
 	common.Register(top)
 	top.StringVar(&common.Context, "context", "", "the kubeconfig context to use (default: its current context)")
+	top.StringVar(&namespace, "namespace", "", "status: only the Services of this namespace (default: every namespace)")
+	top.StringVar(&namespace, "n", "", "short for --namespace")
 	top.Usage = func() {
-		_, _ = fmt.Fprintf(env.Err, usage, env.Name)
-		_, _ = fmt.Fprintln(env.Err, "\nGlobal flags:")
+		_, _ = fmt.Fprintf(helpOut, usage, env.Name)
+		_, _ = fmt.Fprintln(helpOut, "\nGlobal flags:")
 		top.PrintDefaults()
 	}
 	if err := top.Parse(args); err != nil {
@@ -114,13 +123,15 @@ func Main(ctx context.Context, env Env, args []string) int {
 	}
 	cmd, rest := top.Arg(0), top.Args()[1:]
 	fs := flag.NewFlagSet(env.Name+" "+cmd, flag.ContinueOnError)
-	fs.SetOutput(env.Err)
+	if helpAsked(rest) {
+		helpOut = env.Out
+	}
+	fs.SetOutput(helpOut)
 	// The global flags are accepted after the command too.
-	fs.StringVar(&common.Kubeconfig, "kubeconfig", common.Kubeconfig, "path to a kubeconfig; default: the in-cluster config, else $KUBECONFIG")
+	fs.StringVar(&common.Kubeconfig, "kubeconfig", common.Kubeconfig, "path to a kubeconfig; default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config")
 	fs.StringVar(&common.LogLevel, "log-level", common.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&common.Context, "context", common.Context, "the kubeconfig context to use (default: its current context)")
 	defaultOut := "table"
-	var file, namespace string
 	heraldNamespace := defaultHeraldNamespace
 	clientOnly := false
 	var rot rotateOptions
@@ -128,8 +139,8 @@ func Main(ctx context.Context, env Env, args []string) int {
 	switch cmd {
 	case "status":
 		fs.StringVar(&class, "load-balancer-class", defaultClass, "herald-controller's --load-balancer-class: Services of this class (or none) are herald's")
-		fs.StringVar(&namespace, "namespace", "", "only the Services of this namespace (default: every namespace)")
-		fs.StringVar(&namespace, "n", "", "short for --namespace")
+		fs.StringVar(&namespace, "namespace", namespace, "only the Services of this namespace (default: every namespace)")
+		fs.StringVar(&namespace, "n", namespace, "short for --namespace")
 	case "version":
 		fs.BoolVar(&clientOnly, "client", false, "print heraldctl's version only; do not contact the cluster")
 		fs.StringVar(&heraldNamespace, "herald-namespace", defaultHeraldNamespace, "the namespace herald is installed in")
@@ -219,6 +230,20 @@ func Main(ctx context.Context, env Env, args []string) int {
 	default:
 		return run(env, func() error { return importCluster(ctx, env, c, *output) })
 	}
+}
+
+// helpAsked reports whether args ask for help before their first
+// non-flag argument (the command, for the global flags).
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "-help" || a == "--help" || a == "--h":
+			return true
+		case a == "--" || !strings.HasPrefix(a, "-"):
+			return false
+		}
+	}
+	return false
 }
 
 func run(env Env, f func() error) int {

@@ -275,6 +275,20 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestHelpGoesToStdout: help asked for is output (heraldctl --help | less);
+// help after a mistake stays on stderr (TestUsageErrors).
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"status", "--help"}, {"rotate-key", "-h"}} {
+		var out, errb bytes.Buffer
+		if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code != 0 {
+			t.Errorf("%q: exit %d, want 0", args, code)
+		}
+		if !strings.Contains(out.String(), "-") || errb.Len() != 0 {
+			t.Errorf("%q: stdout %q, stderr %q; want the help on stdout only", args, out.String(), errb.String())
+		}
+	}
+}
+
 func TestUnreachableClusterFailsFast(t *testing.T) {
 	kc := filepath.Join(t.TempDir(), "kubeconfig")
 	const cfg = `apiVersion: v1
