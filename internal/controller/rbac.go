@@ -14,8 +14,8 @@ package controller
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=update
 // Namespaces: pools select Services by namespace labels.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=list;watch
-// Events: IPAllocated, AllocationFailed, IPReleased (the recorder creates,
-// then patches repeated events).
+// Events: IPAllocated, AllocationFailed, IPReleased, ExternalIPRefused (the
+// recorder creates, then patches repeated events).
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // IPPools: watched; updated only to add and remove herald's finalizer.

@@ -12,7 +12,8 @@ package speaker
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // Nodes: this node's InternalIP (get at start) and the memberlist peers.
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// Events: Announcing, AnnounceFailed, AddressConflict, SessionUp/Down.
+// Events: Announcing, AnnounceFailed, AddressConflict on Services;
+// SessionUp, SessionDown, PeerConfigProblem on BGPPeers.
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // IPPools and BGPPeers: read only (announce only addresses in a pool).
