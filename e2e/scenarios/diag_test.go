@@ -27,6 +27,9 @@ func logsAround(t *testing.T, at []time.Time, window time.Duration) {
 	}
 	at = []time.Time{at[0], at[len(at)-1]}
 	files, _ := filepath.Glob(filepath.Join(theLab.StateDir, "logs", "*.log"))
+	// With kubelet nodes, herald's own logs are the Pods' container logs.
+	pods, _ := filepath.Glob(filepath.Join(theLab.StateDir, "nodes", "*", "pod-logs", "herald-system_*", "*", "*.log"))
+	files = append(files, pods...)
 	near := func(ts time.Time) bool {
 		for _, a := range at {
 			if d := ts.Sub(a); d > -window && d < window {
@@ -55,6 +58,12 @@ func logsAround(t *testing.T, at []time.Time, window time.Duration) {
 var klogTime = regexp.MustCompile(`^[IWEF](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})`)
 
 func lineTime(line string, ref time.Time) (time.Time, bool) {
+	// Container logs (CRI format): "<RFC 3339 time> stderr F <line>".
+	if stamp, rest, ok := strings.Cut(line, " "); ok && (strings.HasPrefix(rest, "stdout ") || strings.HasPrefix(rest, "stderr ")) {
+		if ts, err := time.Parse(time.RFC3339Nano, stamp); err == nil {
+			return ts, true
+		}
+	}
 	if strings.HasPrefix(line, "{") {
 		var rec struct {
 			Time time.Time `json:"time"`

@@ -26,6 +26,7 @@ const (
 	extPool   = "more-ext"   // 198.51.100.216/29, externalIPs: true
 	badPool   = "more-bad"   // 198.51.100.224/30
 	aaPool    = "more-aa"    // 198.51.100.240/29 and 2001:db8:100::240/125
+	keysPool  = "more-keys"  // 198.51.100.232/29
 )
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {

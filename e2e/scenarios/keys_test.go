@@ -18,6 +18,7 @@ import (
 	"github.com/heraldlb/herald/e2e/lab/lab"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/ctl"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 // announcers maps each "address protocol" announced in the lab to the node
@@ -47,13 +48,15 @@ func TestKeyRotationWithoutLoss(t *testing.T) {
 	if _, ok := l.Proc(l.Nodes()[0], "kubelet"); !ok {
 		t.Skip("the lab runs no kubelet (HERALD_LAB_MODE=process): its speakers run without encryption")
 	}
-	if err := l.CreatePool(ctxFor(t, 30*time.Second), "keys", "198.51.100.208/29"); err != nil {
-		t.Fatal(err)
-	}
+	// A pool of its own, deleted afterwards: the scenarios after this one
+	// create pools in other ranges and must find them free.
+	pool(t, keysPool, false, "198.51.100.232/29")
 	backends(t, "keys", l.Nodes()...)
 	var vips []netip.Addr
 	for _, name := range []string{"keys1", "keys2", "keys3"} {
-		apply(t, lab.NewLBService(name, "keys", 80))
+		svc := lab.NewLBService(name, "keys", 80)
+		svc.Annotations[k8s.AnnotationPool] = keysPool
+		apply(t, svc)
 		if err := l.WaitEndpoints(ctxFor(t, 30*time.Second), "default", name, len(l.Nodes())); err != nil {
 			t.Fatal(err)
 		}
