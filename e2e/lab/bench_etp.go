@@ -82,7 +82,7 @@ func benchETPMove(args []string, log *slog.Logger) error {
 		return err
 	}
 	slice = created
-	addrs, err := l.WaitIngress(ctx, "default", name, 1)
+	addrs, err := l.WaitServing(ctx, "default", name, 1)
 	if err != nil {
 		return err
 	}

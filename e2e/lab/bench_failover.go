@@ -50,7 +50,7 @@ func benchFailover(args []string, log *slog.Logger) error {
 	if err := l.WaitEndpoints(ctx, "default", "bench", len(l.Nodes())); err != nil {
 		return err
 	}
-	addrs, err := l.WaitIngress(ctx, "default", "bench", 1)
+	addrs, err := l.WaitServing(ctx, "default", "bench", 1)
 	if err != nil {
 		return err
 	}

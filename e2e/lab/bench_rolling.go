@@ -50,7 +50,7 @@ func benchRolling(args []string, log *slog.Logger) error {
 		if err := l.WaitEndpoints(ctx, "default", name, len(l.Nodes())); err != nil {
 			return err
 		}
-		a, err := l.WaitIngress(ctx, "default", name, 1)
+		a, err := l.WaitServing(ctx, "default", name, 1)
 		if err != nil {
 			return err
 		}

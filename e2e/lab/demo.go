@@ -56,7 +56,7 @@ func demo(_ []string, _ *slog.Logger) error {
 	if err := l.WaitEndpoints(ctx, "default", "demo", 2); err != nil {
 		return fmt.Errorf("waiting for the EndpointSlice controller: %w", err)
 	}
-	addrs, err := l.WaitIngress(ctx, "default", "demo", 2)
+	addrs, err := l.WaitServing(ctx, "default", "demo", 2)
 	if err != nil {
 		return err
 	}

@@ -134,7 +134,7 @@ func TestBGPWrongPasswordThenLocalPref(t *testing.T) {
 			_ = l.RemoveBackend(context.Background(), "default", "lpref", n)
 		}
 	})
-	addrs, err := l.WaitIngress(ctx, "default", "lpref", 1)
+	addrs, err := l.WaitServing(ctx, "default", "lpref", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

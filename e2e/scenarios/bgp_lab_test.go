@@ -248,7 +248,7 @@ func bgpService(t *testing.T, l *lab.Lab, name string, local, dual bool, backend
 	if dual {
 		families = 2
 	}
-	addrs, err := l.WaitIngress(ctx, "default", name, families)
+	addrs, err := l.WaitServing(ctx, "default", name, families)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func apply(t *testing.T, svc *corev1.Service) {
 
 func ingress(t *testing.T, name string) netip.Addr {
 	t.Helper()
-	addrs, err := theLab.WaitIngress(ctxFor(t, 30*time.Second), "default", name, 1)
+	addrs, err := theLab.WaitServing(ctxFor(t, 30*time.Second), "default", name, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

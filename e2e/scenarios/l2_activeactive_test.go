@@ -54,7 +54,7 @@ func TestActiveActiveL2(t *testing.T) {
 	if err := l.WaitEndpoints(ctxFor(t, time.Minute), "default", app, len(l.Nodes())); err != nil {
 		t.Fatal(err)
 	}
-	all, err := l.WaitIngress(ctxFor(t, 30*time.Second), "default", app, 6)
+	all, err := l.WaitServing(ctxFor(t, 30*time.Second), "default", app, 6)
 	if err != nil {
 		t.Fatal(err)
 	}

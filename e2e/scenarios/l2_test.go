@@ -52,7 +52,7 @@ func service(t *testing.T, name string, local, dual bool, backends ...string) []
 	if dual {
 		families = 2
 	}
-	addrs, err := l.WaitIngress(ctx, "default", name, families)
+	addrs, err := l.WaitServing(ctx, "default", name, families)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -285,6 +286,47 @@ func (l *Lab) WaitIngress(ctx context.Context, ns, name string, families int) ([
 		return nil, fmt.Errorf("waiting for an address for service %s/%s: %w", ns, name, err)
 	}
 	return out, nil
+}
+
+// WaitServing waits like WaitIngress, then until every node's kube-proxy
+// has programmed the addresses (WaitProxied). Scenarios that send traffic
+// start with it: herald announces an address about a second before
+// kube-proxy's next sync programs it, and a SYN that reaches the owner in
+// that gap is forwarded without DNAT. The owner's conntrack then keeps
+// that un-NATed flow (SYN_SENT, 120 s, renewed by every SYN), so each later
+// connection from the same client port fails too: a client that cycles
+// through its ports as fast as the lab's prober sees one request in a few
+// thousand time out, long after the Service settled.
+func (l *Lab) WaitServing(ctx context.Context, ns, name string, families int) ([]netip.Addr, error) {
+	addrs, err := l.WaitIngress(ctx, ns, name, families)
+	if err != nil {
+		return nil, err
+	}
+	return addrs, l.WaitProxied(ctx, addrs...)
+}
+
+// WaitProxied waits until kube-proxy on every node has each address in its
+// table (in service-ips, or in no-endpoint-services for a Service without
+// endpoints).
+func (l *Lab) WaitProxied(ctx context.Context, addrs ...netip.Addr) error {
+	for _, n := range l.Topo.ByRole(topology.RoleNode) {
+		for _, a := range addrs {
+			family := "ip"
+			if a.Is6() {
+				family = "ip6"
+			}
+			var last string
+			err := poll(ctx, 30*time.Second, func() (bool, error) {
+				out, err := l.Exec(ctx, n.Name, "nft", "list", "table", family, "kube-proxy")
+				last = out
+				return err == nil && strings.Contains(out, " "+a.String()+" . "), nil
+			})
+			if err != nil {
+				return fmt.Errorf("kube-proxy on %s has not programmed %s: %w\n%s", n.Name, a, err, strings.TrimSpace(last))
+			}
+		}
+	}
+	return nil
 }
 
 // poll calls f every 50 ms until it says done, errs, or timeout passes.
