@@ -10,6 +10,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,7 +83,15 @@ func speakerOn(ctx context.Context, t *testing.T, c *testcluster.Cluster, kube k
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod, err := kube.CoreV1().Pods("herald-system").Create(ctx, &corev1.Pod{
+	return n, speakerPodOn(ctx, t, c, kube, "herald-system", node)
+}
+
+// speakerPodOn creates a speaker Pod of namespace ns's herald-speaker
+// ServiceAccount on node, and returns a client holding a token bound to
+// it.
+func speakerPodOn(ctx context.Context, t *testing.T, c *testcluster.Cluster, kube kubernetes.Interface, ns, node string) versioned.Interface {
+	t.Helper()
+	pod, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "herald-speaker-" + node},
 		Spec: corev1.PodSpec{
 			NodeName: node, ServiceAccountName: "herald-speaker",
@@ -92,15 +101,16 @@ func speakerOn(ctx context.Context, t *testing.T, c *testcluster.Cluster, kube k
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n, clientWithToken(ctx, t, c, kube, &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}, node)
+	return clientWithToken(ctx, t, c, kube, ns, &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}, node)
 }
 
-// clientWithToken is a herald client authenticating as the speaker's
-// ServiceAccount with a token bound to ref (nil: bound to nothing), after
-// checking that the API server sees the node claim wantNode ("" for none).
-func clientWithToken(ctx context.Context, t *testing.T, c *testcluster.Cluster, kube kubernetes.Interface, ref *authnv1.BoundObjectReference, wantNode string) versioned.Interface {
+// clientWithToken is a herald client authenticating as namespace ns's
+// herald-speaker ServiceAccount with a token bound to ref (nil: bound to
+// nothing), after checking that the API server sees the node claim
+// wantNode ("" for none).
+func clientWithToken(ctx context.Context, t *testing.T, c *testcluster.Cluster, kube kubernetes.Interface, ns string, ref *authnv1.BoundObjectReference, wantNode string) versioned.Interface {
 	t.Helper()
-	tr, err := kube.CoreV1().ServiceAccounts("herald-system").CreateToken(ctx, "herald-speaker",
+	tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "herald-speaker",
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{BoundObjectRef: ref}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("requesting a token: %v", err)
@@ -111,7 +121,7 @@ func clientWithToken(ctx context.Context, t *testing.T, c *testcluster.Cluster, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := who.Status.UserInfo; u.Username != "system:serviceaccount:herald-system:herald-speaker" ||
+	if u := who.Status.UserInfo; u.Username != "system:serviceaccount:"+ns+":herald-speaker" ||
 		strings.Join(u.Extra["authentication.kubernetes.io/node-name"], ",") != wantNode {
 		t.Fatalf("the API server sees the token as %s with node %q; want herald-speaker on %q", u.Username, u.Extra["authentication.kubernetes.io/node-name"], wantNode)
 	}
@@ -184,8 +194,35 @@ func TestSpeakerConfinedToItsNode(t *testing.T) {
 		}
 	})
 
+	// An overlay that installs herald in another namespace rewrites the
+	// bindings; the policy must confine that namespace's speakers too.
+	t.Run("another namespace", func(t *testing.T) {
+		const ns = "lb-system"
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "herald-speaker"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "herald-speaker-" + ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-speaker"},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "herald-speaker", Namespace: ns}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		moved := speakerPodOn(ctx, t, c, kube, ns, "node-a")
+		if err := reporter(nodeA, moved).WriteFinal(ctx); err != nil {
+			t.Fatalf("the %s speaker on node-a writing its own Speaker: %v", ns, err)
+		}
+		err := reporter(nodeB, moved).WriteFinal(ctx)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), refusedB) {
+			t.Errorf("the %s speaker on node-a updating node-b's Speaker: %v; want refused with %q", ns, err, refusedB)
+		}
+	})
+
 	t.Run("no node claim", func(t *testing.T) {
-		unbound := clientWithToken(ctx, t, c, kube, nil, "")
+		unbound := clientWithToken(ctx, t, c, kube, "herald-system", nil, "")
 		err := reporter(nodeA, unbound).WriteFinal(ctx)
 		if want := "herald-speaker credentials carry no node"; err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("a token bound to no Pod updating Speaker node-a: %v; want refused with %q", err, want)
