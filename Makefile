@@ -139,7 +139,7 @@ e2e: k8sbin ## Lab scenarios (e2e/scenarios, tag privileged, root): ETP Cluster/
 	HERALD_K8S_BIN_DIR="$$(hack/k8sbin.sh | tail -n1)" go test -tags privileged -count=1 -timeout 30m -v ./e2e/scenarios/
 
 .PHONY: bench-lab
-bench-lab: k8sbin lab-bin ## L2 failover (20 trials) into $(BENCH_LAB_OUT); rolling speaker restart and ETP Local move appended to $(BENCH_ROLLING_OUT), $(BENCH_ETP_OUT).
+bench-lab: k8sbin lab-bin ## L2 failover (20 trials), rolling speaker restart and ETP Local move, each table appended to $(BENCH_LAB_OUT), $(BENCH_ROLLING_OUT), $(BENCH_ETP_OUT).
 	$(LAB) bench-failover -trials 20 -out $(BENCH_LAB_OUT)
 	$(LAB) bench-rolling -rounds 3 -out $(BENCH_ROLLING_OUT)
 	$(LAB) bench-etp-move -trials 10 -out $(BENCH_ETP_OUT)

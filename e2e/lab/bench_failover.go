@@ -24,7 +24,7 @@ import (
 func benchFailover(args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("bench-failover", flag.ContinueOnError)
 	trials := fs.Int("trials", 20, "number of failovers")
-	out := fs.String("out", "", "also write the table to this file")
+	out := fs.String("out", "", "also append the table to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,12 +88,7 @@ func benchFailover(args []string, log *slog.Logger) error {
 			return err
 		}
 	}
-	table := failoverTable(rows, tooks, upTime, l.NodeKind())
-	fmt.Print(table)
-	if *out != "" {
-		return os.WriteFile(*out, []byte(table), 0o644)
-	}
-	return nil
+	return appendTable(*out, failoverTable(rows, tooks, upTime, l.NodeKind()))
 }
 
 func currentOwner(ctx context.Context, l *lab.Lab, addr netip.Addr) (string, error) {
