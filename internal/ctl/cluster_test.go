@@ -213,6 +213,25 @@ func TestStatusAndPools(t *testing.T) {
 		}
 	})
 
+	t.Run("status -A", func(t *testing.T) {
+		run := func(args ...string) (string, string, int) {
+			var out, errb bytes.Buffer
+			env := Env{Out: &out, Err: &errb, Now: func() time.Time { return now }, Config: c.Config}
+			code := Main(ctx, env, args)
+			return out.String(), errb.String(), code
+		}
+		all, _, _ := run("status")
+		for _, flag := range []string{"-A", "--all-namespaces"} {
+			out, errs, code := run("status", flag)
+			if code != 0 || out != all {
+				t.Errorf("status %s: exit %d, %s\n%s\nwant what status prints:\n%s", flag, code, errs, out, all)
+			}
+		}
+		if _, errs, code := run("-n", "shop", "status", "-A"); code != exitUsage || !strings.Contains(errs, "give one") {
+			t.Errorf("-n shop status -A: exit %d, %q; want a usage error", code, errs)
+		}
+	})
+
 	// The controller Pod cannot run here (no kubelet), so its version is
 	// reported as unknown with the reason; the speakers' come from their
 	// Speaker objects. The Pod proxy path is exercised in the kubelet lab.

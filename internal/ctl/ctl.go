@@ -90,6 +90,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	}
 	var common cli.Common
 	var file, namespace string
+	var allNamespaces bool
 	// Asked-for help goes to stdout, as kubectl's does (heraldctl --help |
 	// less); help after a mistake goes to stderr.
 	helpOut := env.Err
@@ -141,6 +142,10 @@ func Main(ctx context.Context, env Env, args []string) int {
 		fs.StringVar(&class, "load-balancer-class", defaultClass, "herald-controller's --load-balancer-class: Services of this class (or none) are herald's")
 		fs.StringVar(&namespace, "namespace", namespace, "only the Services of this namespace (default: every namespace)")
 		fs.StringVar(&namespace, "n", namespace, "short for --namespace")
+		// Every namespace is already the default; -A is taken for kubectl
+		// habits, and refused beside -n rather than guessed at.
+		fs.BoolVar(&allNamespaces, "all-namespaces", false, "the Services of every namespace (the default)")
+		fs.BoolVar(&allNamespaces, "A", false, "short for --all-namespaces")
 	case "version":
 		fs.BoolVar(&clientOnly, "client", false, "print heraldctl's version only; do not contact the cluster")
 		fs.StringVar(&heraldNamespace, "herald-namespace", defaultHeraldNamespace, "the namespace herald is installed in")
@@ -170,6 +175,9 @@ func Main(ctx context.Context, env Env, args []string) int {
 	}
 	if fs.NArg() > 0 {
 		return bad(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if allNamespaces && namespace != "" {
+		return bad(fmt.Errorf("--all-namespaces and --namespace %q: give one", namespace))
 	}
 	switch *output {
 	case "table", "yaml", "json":
