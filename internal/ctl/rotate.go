@@ -59,10 +59,8 @@ func rotateKey(ctx context.Context, env Env, c *clients, clk clock.Clock, o rota
 		return err
 	}
 	newFP := memberkey.Fingerprint(newKey)
-	for _, k := range cur {
-		if memberkey.Fingerprint(k) == newFP {
-			return fmt.Errorf("the Secret already holds key %s; give another", newFP)
-		}
+	if slices.Contains(memberkey.Fingerprints(cur), newFP) {
+		return fmt.Errorf("the Secret already holds key %s; give another", newFP)
 	}
 	if len(cur)+1 > memberkey.MaxKeys {
 		return fmt.Errorf("the Secret already lists %d keys (a rotation left unfinished?); remove all but the first before rotating", len(cur))
@@ -120,10 +118,7 @@ func readNewKey(file string) ([]byte, error) {
 // node whose speaker is not running is not waited for (it reads the
 // Secret when it starts). It returns how many speakers it waited for.
 func waitSpeakers(ctx context.Context, c *clients, clk clock.Clock, keys [][]byte, timeout time.Duration) (int, error) {
-	want := heraldv1.SpeakerStatus{MemberlistPrimaryKey: memberkey.Fingerprint(keys[0])}
-	for _, k := range keys {
-		want.MemberlistKeys = append(want.MemberlistKeys, memberkey.Fingerprint(k))
-	}
+	want := heraldv1.SpeakerStatus{MemberlistPrimaryKey: memberkey.Fingerprint(keys[0]), MemberlistKeys: memberkey.Fingerprints(keys)}
 	slices.Sort(want.MemberlistKeys)
 	deadline := clk.Now().Add(timeout)
 	for {

@@ -62,6 +62,18 @@ func Format(keys [][]byte) string {
 // enough to read in `kubectl get speakers`.
 const FingerprintLen = 8
 
+// Fingerprints is the Fingerprint of each key, in order (nil for none).
+func Fingerprints(keys [][]byte) []string {
+	if len(keys) == 0 {
+		return nil
+	}
+	fps := make([]string, len(keys))
+	for i, k := range keys {
+		fps[i] = Fingerprint(k)
+	}
+	return fps
+}
+
 // Fingerprint names key without revealing it: the first FingerprintLen
 // bytes of its SHA-256, in lower-case hex. The same as
 // `base64 -d | sha256sum | cut -c1-16` on the key's base64.

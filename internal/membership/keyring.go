@@ -130,10 +130,7 @@ func (c *Cluster) Keyring() Keyring {
 }
 
 func keyringOf(primary []byte, keys [][]byte) Keyring {
-	k := Keyring{Primary: memberkey.Fingerprint(primary)}
-	for _, key := range keys {
-		k.Keys = append(k.Keys, memberkey.Fingerprint(key))
-	}
+	k := Keyring{Primary: memberkey.Fingerprint(primary), Keys: memberkey.Fingerprints(keys)}
 	slices.Sort(k.Keys)
 	return k
 }
@@ -166,20 +163,18 @@ func (c *Cluster) keysLoop(ctx context.Context) {
 		case <-c.keysKick:
 		}
 		c.keysMu.Lock()
-		want := make([]string, len(c.wantKeys))
-		for i, k := range c.wantKeys {
-			want[i] = memberkey.Fingerprint(k)
-		}
+		want := memberkey.Fingerprints(c.wantKeys)
 		c.keysMu.Unlock()
 		if len(want) == 0 {
 			continue
 		}
-		step := planKeys(c.Keyring(), want, c.Keyrings())
+		cur := c.Keyring()
+		step := planKeys(cur, want, c.Keyrings())
 		if step.waiting != lastWaiting && step.waiting != "" {
 			c.log.Info("memberlist key rotation waiting", "reason", step.waiting)
 		}
 		lastWaiting = step.waiting
-		if len(step.add) == 0 && len(step.remove) == 0 && step.primary == c.Keyring().Primary {
+		if len(step.add) == 0 && len(step.remove) == 0 && step.primary == cur.Primary {
 			continue
 		}
 		if err := c.applyKeys(step); err != nil {

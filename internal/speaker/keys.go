@@ -59,10 +59,7 @@ func WatchKeys(ctx context.Context, kube kubernetes.Interface, namespace, name s
 			log.Error("memberlist key Secret refused; keeping the current keys", "err", err)
 			return
 		}
-		fps := make([]string, len(list))
-		for i, k := range list {
-			fps[i] = memberkey.Fingerprint(k)
-		}
+		fps := memberkey.Fingerprints(list)
 		if err := keys.SetKeys(list); err != nil {
 			log.Error("applying the memberlist keys", "keys", fps, "err", err)
 			return
