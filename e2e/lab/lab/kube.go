@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -310,19 +311,25 @@ func (l *Lab) WaitServing(ctx context.Context, ns, name string, families int) ([
 // endpoints).
 func (l *Lab) WaitProxied(ctx context.Context, addrs ...netip.Addr) error {
 	for _, n := range l.Topo.ByRole(topology.RoleNode) {
-		for _, a := range addrs {
-			family := "ip"
-			if a.Is6() {
-				family = "ip6"
+		for family, want := range map[string][]netip.Addr{
+			"ip":  slices.DeleteFunc(slices.Clone(addrs), netip.Addr.Is6),
+			"ip6": slices.DeleteFunc(slices.Clone(addrs), netip.Addr.Is4),
+		} {
+			if len(want) == 0 {
+				continue
 			}
 			var last string
+			missing := want
 			err := poll(ctx, 30*time.Second, func() (bool, error) {
 				out, err := l.Exec(ctx, n.Name, "nft", "list", "table", family, "kube-proxy")
 				last = out
-				return err == nil && strings.Contains(out, " "+a.String()+" . "), nil
+				missing = slices.DeleteFunc(slices.Clone(want), func(a netip.Addr) bool {
+					return err == nil && strings.Contains(out, " "+a.String()+" . ")
+				})
+				return len(missing) == 0, nil
 			})
 			if err != nil {
-				return fmt.Errorf("kube-proxy on %s has not programmed %s: %w\n%s", n.Name, a, err, strings.TrimSpace(last))
+				return fmt.Errorf("kube-proxy on %s has not programmed %v: %w\n%s", n.Name, missing, err, strings.TrimSpace(last))
 			}
 		}
 	}
