@@ -34,6 +34,13 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Version, "version", false, "print the version and git revision, then exit")
 }
 
+// RegisterLocal adds the common flags of a mode that talks to no API
+// server: --log-level and --version, without --kubeconfig.
+func (c *Common) RegisterLocal(fs *flag.FlagSet) {
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.Version, "version", false, "print the version and git revision, then exit")
+}
+
 // Parse parses args and validates the common flags. Bad input exits 2 with
 // a message, as the flag package does for unknown flags.
 func Parse(fs *flag.FlagSet, c *Common, args []string, validate func() error) {

@@ -107,6 +107,7 @@ func familyOf(a netip.Addr) family {
 // responder answers for a set of addresses of one family on one interface.
 type responder interface {
 	setAddrs(want map[netip.Addr]string)
+	reannounce(addrs []netip.Addr)
 	close()
 }
 
@@ -220,6 +221,23 @@ func (a *Announcer) Set(_ context.Context, targets []Target) error {
 	a.mu.Unlock()
 	a.notify(changed)
 	return errors.Join(append(errs, err)...)
+}
+
+// Reannounce sends a fresh gratuitous burst for each of addrs that is
+// announced now, on every interface it is announced on; other addresses
+// are ignored. Set already announces every address it adds; this is for
+// an owner that keeps an address but must reclaim neighbour caches that
+// another node's burst moved, such as after a network partition heals.
+func (a *Announcer) Reannounce(addrs ...netip.Addr) {
+	a.mu.Lock()
+	rs := make([]responder, 0, len(a.responders))
+	for _, e := range a.responders {
+		rs = append(rs, e.r)
+	}
+	a.mu.Unlock()
+	for _, r := range rs {
+		r.reannounce(addrs)
+	}
 }
 
 // takeChanged reports and clears whether announced changed since the last

@@ -31,6 +31,8 @@ func (r *fakeResponder) setAddrs(want map[netip.Addr]string) {
 	slices.SortFunc(r.addrs, netip.Addr.Compare)
 }
 
+func (r *fakeResponder) reannounce([]netip.Addr) {}
+
 func (r *fakeResponder) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -2,6 +2,7 @@ package layer2
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -116,6 +117,19 @@ func TestARPGratuitousSchedule(t *testing.T) {
 	}
 	if got := counter(t, e.m.gratuitous, "eth0", "ipv4"); got != 6 {
 		t.Errorf("gratuitous metric = %v, want 6", got)
+	}
+	// reannounce starts a whole burst again; an address not owned is
+	// ignored.
+	r.reannounce([]netip.Addr{vip4, netip.MustParseAddr("198.51.100.99")})
+	if got := len(c.written()); got != 8 {
+		t.Fatalf("immediately after reannounce: %d frames, want 8", got)
+	}
+	for range e.count - 1 {
+		e.step(t, 1, e.interval)
+	}
+	e.settle(t, r.ownerSet)
+	if got := len(c.written()); got != 8+2*(e.count-1) {
+		t.Fatalf("after the second burst: %d frames, want %d", got, 8+2*(e.count-1))
 	}
 	// Setting the same addresses again is not a takeover.
 	r.setAddrs(addrs(vip4))

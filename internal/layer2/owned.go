@@ -148,6 +148,31 @@ func (s *ownerSet) burst(a netip.Addr, stop <-chan struct{}) {
 	}
 }
 
+// reannounce sends a fresh gratuitous burst for every address of addrs
+// this set answers for, as on a takeover: for an owner that must win back
+// neighbour caches another node's burst moved (a partition healing).
+func (s *ownerSet) reannounce(addrs []netip.Addr) {
+	for _, a := range addrs {
+		s.mu.Lock()
+		o := s.addrs[a]
+		s.mu.Unlock()
+		if o == nil {
+			continue
+		}
+		s.cfg.log.Info("announcing again", "ip", a, "iface", s.cfg.iface)
+		s.gratuitous(a)
+		if s.cfg.count > 1 {
+			s.mu.Lock()
+			if s.addrs[a] == o && !s.closed {
+				s.wg.Add(1)
+				s.timed.Add(1)
+				go s.burst(a, o.stop)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
 // owns reports whether a is answered for.
 func (s *ownerSet) owns(a netip.Addr) bool {
 	s.mu.Lock()

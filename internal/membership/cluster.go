@@ -63,6 +63,8 @@ type Member struct {
 	Name    string
 	Addr    netip.Addr
 	Healthy bool
+	// Holding is what the member published with SetHolding.
+	Holding bool
 }
 
 // member is a Member and the address and port it advertises.
@@ -81,6 +83,7 @@ type Cluster struct {
 	cfg  Config
 
 	healthy atomic.Bool
+	holding atomic.Bool
 	changed chan struct{}
 
 	// members mirrors memberlist's live members, maintained by events.
@@ -292,23 +295,40 @@ func (c *Cluster) Changed() <-chan struct{} { return c.changed }
 // the update has been gossiped (bounded by ctx's deadline, else one second);
 // an error means the update is queued but not yet known to be sent.
 func (c *Cluster) SetHealthy(ctx context.Context, healthy bool) error {
+	return c.publish(ctx, func() { c.healthy.Store(healthy) })
+}
+
+// SetState publishes health and whether this node holds an address whose
+// owner stays until it fails (the control-plane VIP), in one update, so
+// that no member sees a node that gave up the address as still healthy
+// and holding it, or the reverse. Holding keeps the others from taking the
+// address back when a node that ranks higher comes back. Like SetHealthy,
+// it waits until the update has been gossiped.
+func (c *Cluster) SetState(ctx context.Context, healthy, holding bool) error {
+	return c.publish(ctx, func() { c.healthy.Store(healthy); c.holding.Store(holding) })
+}
+
+// publish applies set to this node's metadata and gossips the result if
+// it changed.
+func (c *Cluster) publish(ctx context.Context, set func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
 		return ErrShutdown
 	}
-	if c.healthy.Load() == healthy {
+	healthy, holding := c.healthy.Load(), c.holding.Load()
+	set()
+	if c.healthy.Load() == healthy && c.holding.Load() == holding {
 		return nil
 	}
-	c.healthy.Store(healthy)
 	timeout := defaultUpdateTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	if err := c.ml.UpdateNode(timeout); err != nil {
-		return fmt.Errorf("publishing health %t: %w", healthy, err)
+		return fmt.Errorf("publishing health %t, holding %t: %w", c.healthy.Load(), c.holding.Load(), err)
 	}
-	c.log.Info("published health", "healthy", healthy)
+	c.log.Info("published health", "healthy", c.healthy.Load(), "holding", c.holding.Load())
 	return nil
 }
 
@@ -369,7 +389,7 @@ func (c *Cluster) setMember(n *memberlist.Node) {
 	c.membersMu.Lock()
 	meta := decodeMeta(n.Meta)
 	c.members[n.Name] = member{
-		Member:  Member{Name: n.Name, Addr: addr, Healthy: meta.healthy},
+		Member:  Member{Name: n.Name, Addr: addr, Healthy: meta.healthy, Holding: meta.holding},
 		addr:    netip.AddrPortFrom(addr, n.Port),
 		keyring: meta.keyring,
 	}

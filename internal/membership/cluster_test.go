@@ -226,6 +226,25 @@ func TestClusterJoinMembersAndHealth(t *testing.T) {
 	if err := cs[2].SetHealthy(ctx, false); err != nil {
 		t.Fatalf("SetHealthy(false) again: %v", err)
 	}
+
+	// Holding is published like health, and independently of it.
+	if err := cs[1].SetState(ctx, true, true); err != nil {
+		t.Fatalf("SetState(true, true): %v", err)
+	}
+	waitFor(t, "m2 holding everywhere", func() bool {
+		for _, c := range cs {
+			held := false
+			for _, m := range c.Members() {
+				if m.Name == "m2" {
+					held = m.Holding && m.Healthy
+				}
+			}
+			if !held {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestClusterLeave(t *testing.T) {
@@ -454,6 +473,14 @@ func TestMetaFormat(t *testing.T) {
 	}
 	if !decodeMeta([]byte{3, 1, 0, 0xff}).healthy {
 		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
+	}
+	c.holding.Store(true)
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 3, 0}) || !decodeMeta(got).holding || !decodeMeta(got).healthy {
+		t.Errorf("holding meta = %v", got)
+	}
+	c.holding.Store(false)
+	if decodeMeta([]byte{2, 1, 0}).holding {
+		t.Error("bit 1 of byte 1 clear must read as not holding")
 	}
 	if m := decodeMeta([]byte{1, 1}); !m.healthy || m.keyring.Known() {
 		t.Errorf("a first-release member's meta reads as %+v; want healthy, no keyring", m)

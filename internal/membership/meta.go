@@ -10,8 +10,11 @@ import (
 )
 
 // Node metadata format (a compatibility contract between speaker versions):
-// byte 0 is the format version; byte 1 holds flags, bit 0 = healthy.
-// Later versions may append bytes but must keep bit 0 of byte 1, so that
+// byte 0 is the format version; byte 1 holds flags, bit 0 = healthy,
+// bit 1 = holding (the member announces an address whose owner is sticky:
+// the control-plane VIP; Service speakers never set it, and older ones
+// ignore it). Later versions may append bytes but must keep bit 0 of
+// byte 1, so that
 // speakers of both versions agree on who is a candidate during a rolling
 // upgrade. Version 1 ends there. Version 2 appends the keyring: byte 2 is
 // the number of keys n (0 without encryption), then n fingerprints of
@@ -19,11 +22,13 @@ import (
 const (
 	metaVersion     = 2
 	metaFlagHealthy = 1 << 0
+	metaFlagHolding = 1 << 1
 )
 
 // nodeMeta is what a member publishes about itself.
 type nodeMeta struct {
 	healthy bool
+	holding bool
 	keyring Keyring
 }
 
@@ -31,6 +36,9 @@ func (m nodeMeta) encode() []byte {
 	var flags byte
 	if m.healthy {
 		flags |= metaFlagHealthy
+	}
+	if m.holding {
+		flags |= metaFlagHolding
 	}
 	b := []byte{metaVersion, flags, 0}
 	if !m.keyring.Known() {
@@ -54,7 +62,7 @@ func (m nodeMeta) encode() []byte {
 // unhealthy, so a member publishing garbage is never a candidate, and as
 // publishing no keyring.
 func decodeMeta(b []byte) nodeMeta {
-	m := nodeMeta{healthy: len(b) >= 2 && b[1]&metaFlagHealthy != 0}
+	m := nodeMeta{healthy: len(b) >= 2 && b[1]&metaFlagHealthy != 0, holding: len(b) >= 2 && b[1]&metaFlagHolding != 0}
 	if len(b) < 3 || b[0] < 2 {
 		return m
 	}
@@ -77,7 +85,7 @@ func decodeMeta(b []byte) nodeMeta {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(int) []byte {
-	return nodeMeta{healthy: d.c.healthy.Load(), keyring: d.c.Keyring()}.encode()
+	return nodeMeta{healthy: d.c.healthy.Load(), holding: d.c.holding.Load(), keyring: d.c.Keyring()}.encode()
 }
 func (delegate) NotifyMsg([]byte)                {}
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }

@@ -37,10 +37,10 @@ type secrets struct {
 // apiserver gives the in-cluster "kubernetes" Service.
 var serviceIP = net.ParseIP("198.19.0.1")
 
-// writeSecrets writes the files; extraIP, if not nil, is added to the
-// serving certificate's addresses (Options.Address); every user gets a
-// token of its own.
-func writeSecrets(dir string, extraIP net.IP, users []User) (*secrets, error) {
+// writeSecrets writes the files; extraIPs are added to the serving
+// certificate's addresses (Options.Address and Options.ServingIPs); every
+// user gets a token of its own.
+func writeSecrets(dir string, extraIPs []net.IP, users []User) (*secrets, error) {
 	s := &secrets{
 		caFile:    filepath.Join(dir, "ca.crt"),
 		certFile:  filepath.Join(dir, "apiserver.crt"),
@@ -89,8 +89,10 @@ func writeSecrets(dir string, extraIP net.IP, users []User) (*secrets, error) {
 			"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, serviceIP},
 	}
-	if extraIP != nil && !extraIP.IsLoopback() {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, extraIP)
+	for _, ip := range extraIPs {
+		if ip != nil && !ip.IsLoopback() {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {

@@ -56,6 +56,14 @@ type Options struct {
 	// puts in its serving certificate); default 127.0.0.1. etcd and
 	// kube-controller-manager stay on loopback.
 	Address string
+	// ServingIPs are further addresses in the API servers' serving
+	// certificate: a VIP in front of them, the addresses of API servers
+	// started with StartAPIServerIn.
+	ServingIPs []string
+	// EtcdAddress is the address etcd serves clients on; default
+	// 127.0.0.1. Set it to an address of NetNS for API servers in other
+	// namespaces (StartAPIServerIn).
+	EtcdAddress string
 	// Dial, if set, opens every connection the Cluster's clients and
 	// readiness checks make (Config.Dial too), e.g. from inside NetNS.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
@@ -108,6 +116,7 @@ type Cluster struct {
 	etcd      *process
 	apiserver *process
 	kcm       *process
+	more      []*APIServer
 }
 
 // Time limits for one process to become healthy. Warm starts take a few
@@ -155,7 +164,18 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}()
 
-	if c.secrets, err = writeSecrets(dataDir, net.ParseIP(opts.Address), opts.Users); err != nil {
+	ips := []net.IP{net.ParseIP(opts.Address)}
+	for _, a := range opts.ServingIPs {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			return nil, fmt.Errorf("options: serving IP %q is not an IP address", a)
+		}
+		ips = append(ips, ip)
+	}
+	if opts.EtcdAddress == "" {
+		c.opts.EtcdAddress = "127.0.0.1"
+	}
+	if c.secrets, err = writeSecrets(dataDir, ips, opts.Users); err != nil {
 		return nil, err
 	}
 	if err := c.startEtcd(ctx); err != nil {
@@ -240,7 +260,7 @@ func (c *Cluster) startWithPorts(ctx context.Context, name string, nports int, t
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
 	args := func(ports []int) []string {
-		client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+		client := "http://" + net.JoinHostPort(c.opts.EtcdAddress, strconv.Itoa(ports[0]))
 		peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 		return []string{
 			"--name=herald",
@@ -258,7 +278,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	}
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: c.opts.Dial}}
 	ready := func(ctx context.Context, ports []int) error {
-		return httpOK(ctx, hc, "http://127.0.0.1:"+strconv.Itoa(ports[0])+"/health", "", `"health":"true"`)
+		return httpOK(ctx, hc, "http://"+net.JoinHostPort(c.opts.EtcdAddress, strconv.Itoa(ports[0]))+"/health", "", `"health":"true"`)
 	}
 	p, ports, err := c.startWithPorts(ctx, binEtcd, 2, etcdStartTimeout, args, ready)
 	if err != nil {
@@ -267,7 +287,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	c.mu.Lock()
 	c.etcd = p
 	c.mu.Unlock()
-	c.EtcdURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	c.EtcdURL = "http://" + net.JoinHostPort(c.opts.EtcdAddress, strconv.Itoa(ports[0]))
 	return nil
 }
 
@@ -523,6 +543,9 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopped = true
 	var errs []error
+	for _, a := range c.more {
+		errs = append(errs, a.proc.stop())
+	}
 	for _, p := range []*process{c.kcm, c.apiserver, c.etcd} {
 		errs = append(errs, p.stop())
 	}
@@ -557,7 +580,11 @@ func (c *Cluster) logTails(lines int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var b strings.Builder
-	for _, p := range []*process{c.etcd, c.apiserver, c.kcm} {
+	procs := []*process{c.etcd, c.apiserver, c.kcm}
+	for _, a := range c.more {
+		procs = append(procs, a.proc)
+	}
+	for _, p := range procs {
 		if p != nil {
 			fmt.Fprintf(&b, "--- last output of %s:\n%s\n", p.name, p.tail.lastLines(lines))
 		}
