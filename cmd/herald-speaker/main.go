@@ -85,6 +85,11 @@ func parse(args []string) *flags {
 	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
 	f.profiling.Register(fs)
 	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW; empty: stay as started")
+	fs.Usage = func() {
+		_, _ = fmt.Fprintf(fs.Output(), "Usage: herald-speaker [flags]          announce Service addresses (the DaemonSet)\n"+
+			"       herald-speaker control-plane ...  keep the API server's VIP (a static Pod; see herald-speaker control-plane --help)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	cli.Parse(fs, &f.common, args, func() error {
 		switch {
 		case f.nodeName == "":
@@ -180,6 +185,9 @@ func readKeys(path string) ([][]byte, error) {
 const defaultMemoryLimit = 80 << 20
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "control-plane" {
+		return runControlPlane(args[1:])
+	}
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
 	cli.LogStart(log)

@@ -65,6 +65,22 @@ func TestFlags(t *testing.T) {
 		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--run-as=0:0"}, 2, "not UID:GID of a user other than root"},
 		{[]string{"NODE_NAME=n1"}, []string{"--memberlist-insecure", "--run-as=speaker"}, 2, "not UID:GID"},
 		{nil, []string{"--version"}, 0, "herald-speaker dev (revision "},
+		{nil, []string{"control-plane", "--help"}, 0, "-apiserver-ca-file"},
+		{nil, []string{"control-plane", "--version"}, 0, "herald-speaker control-plane dev (revision "},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--bind-addr=198.51.100.11"}, 2, "--vip: no VIP given"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--memberlist-port=7946"}, 2, "is the Service speakers'"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--peers=198.51.100.250"}, 2, "none of the peers' addresses is this node's"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100,198.51.100.101", "--bind-addr=198.51.100.11"}, 2, "at most one IPv4 and one IPv6"},
+		{nil, []string{"control-plane", "--vip=198.51.100.100", "--bind-addr=198.51.100.11"}, 2, "--memberlist-key-file is required"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--interface=hl-no-such-if"}, 2, "--interface hl-no-such-if"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--apiserver-ca-file=/nonexistent", "--run-as="}, 1, "reading the API server's CA"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1"}, 2, "--bgp-asn 0: want 1 to 4294967295"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-asn=64513"}, 2, "need --bgp-peers"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1", "--bgp-asn=64513", "--interface=lo"}, 2, "--interface is for ARP/NDP"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1", "--bgp-asn=64513", "--bgp-hold-time=1s"}, 2, "at least 3s"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1", "--bgp-asn=64513", "--bgp-router-id=2001:db8::1"}, 2, "is not an IPv4 address"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100,2001:db8::100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1", "--bgp-asn=64513"}, 2, "of the other family"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=2001:db8::100", "--bind-addr=2001:db8::11", "--bgp-peers=[2001:db8::1]:179", "--bgp-asn=64513"}, 2, "--bgp-router-id is required"},
 	} {
 		code, out := runSelf(t, tc.env, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
@@ -85,4 +101,6 @@ func TestFlags(t *testing.T) {
 func TestReference(t *testing.T) {
 	_, out := runSelf(t, nil, "--help")
 	docref.Check(t, "herald-speaker", out)
+	_, out = runSelf(t, nil, "control-plane", "--help")
+	docref.Check(t, "herald-speaker control-plane", out)
 }

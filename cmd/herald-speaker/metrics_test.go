@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -59,6 +60,59 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Fatalf("only %d metrics registered: %v", len(ms), ms)
 	}
 	for _, p := range doc.CheckBinary("herald-speaker", ms) {
+		t.Errorf("docs/metrics.md: %s", p)
+	}
+}
+
+// cpMembers stands for memberlist in TestControlPlaneMetricsDocumented.
+type cpMembers struct{}
+
+func (cpMembers) Members() []membership.Member               { return nil }
+func (cpMembers) Changed() <-chan struct{}                   { return nil }
+func (cpMembers) SetState(context.Context, bool, bool) error { return nil }
+
+// TestControlPlaneMetricsDocumented builds the control-plane mode's parts
+// as serveControlPlane does and checks every metric they register against
+// docs/metrics.md, where they are exported by "herald-speaker
+// control-plane".
+func TestControlPlaneMetricsDocumented(t *testing.T) {
+	reg := docscheck.NewRegistry()
+	reg.MustRegister(metricsserver.Collectors()...)
+	// Layer 2 and BGP, as two speakers would: the metrics of both modes.
+	f := &cpFlags{nodeName: "cp1", vips: []netip.Addr{netip.MustParseAddr("198.51.100.100")}}
+	if _, err := assembleControlPlane(f, cpMembers{}, func(context.Context) error { return nil }, reg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	f.bgpPeers = []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:179")}
+	f.bgpRouterID, f.bindAddr = netip.MustParseAddr("198.51.100.11"), netip.MustParseAddr("198.51.100.11")
+	reg2 := docscheck.NewRegistry()
+	p, err := assembleControlPlane(f, cpMembers{}, func(context.Context) error { return nil }, reg2, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.bgp.Run(stopped); err != nil { // ends its event watch
+		t.Fatal(err)
+	}
+	m2, err := reg2.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := docscheck.ReadDoc(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := reg.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range m2 {
+		if !slices.ContainsFunc(ms, func(o docscheck.Metric) bool { return o.Name == m.Name }) {
+			ms = append(ms, m)
+		}
+	}
+	for _, p := range doc.CheckBinary("herald-speaker control-plane", ms) {
 		t.Errorf("docs/metrics.md: %s", p)
 	}
 }

@@ -70,7 +70,8 @@ func run(m *testing.M) int {
 }
 
 // runsL2Scenarios says whether -run selects a scenario of the shared l2
-// lab: a test function of this package outside the bgp*_test.go files.
+// lab: a test function of this package outside the bgp*_test.go and
+// controlplane*_test.go files (those build labs of their own).
 func runsL2Scenarios() bool {
 	pattern := flag.Lookup("test.run").Value.String()
 	if pattern == "" {
@@ -83,7 +84,7 @@ func runsL2Scenarios() bool {
 	files, _ := filepath.Glob("*_test.go")
 	testFunc := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
 	for _, f := range files {
-		if strings.HasPrefix(f, "bgp") {
+		if strings.HasPrefix(f, "bgp") || strings.HasPrefix(f, "controlplane") {
 			continue
 		}
 		raw, err := os.ReadFile(f)

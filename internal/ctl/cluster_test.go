@@ -265,6 +265,30 @@ func TestStatusAndPools(t *testing.T) {
 			t.Errorf("heraldctl version (-want +got):\n%s", d)
 		}
 	})
+
+	// The control-plane static Pod is one the API server accepts, in both
+	// output formats (the kubelet reads either).
+	t.Run("control-plane manifest", func(t *testing.T) {
+		for _, format := range []string{"yaml", "json"} {
+			var out, errb bytes.Buffer
+			args := []string{"control-plane", "manifest", "--vip", "198.51.100.100,2001:db8::100", "--peers", "198.51.100.11,198.51.100.12,198.51.100.13", "--interface", "eth0", "-o", format}
+			if code := Main(ctx, Env{Out: &out, Err: &errb}, args); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			var pod corev1.Pod
+			if err := yaml.UnmarshalStrict(out.Bytes(), &pod); err != nil {
+				t.Fatalf("%s: %v in\n%s", format, err, out.String())
+			}
+			if _, err := kube.CoreV1().Pods("kube-system").Create(ctx, &pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+				t.Errorf("%s: the API server refuses the static Pod: %v", format, err)
+			}
+			wantArgs := []string{"control-plane", "--vip=198.51.100.100,2001:db8::100", "--peers=198.51.100.11:7948,198.51.100.12:7948,198.51.100.13:7948",
+				"--memberlist-key-file=/etc/herald/memberlist.key", "--apiserver-ca-file=/etc/kubernetes/pki/ca.crt", "--interface=eth0"}
+			if d := cmp.Diff(wantArgs, pod.Spec.Containers[0].Args); d != "" {
+				t.Errorf("%s: args (-want +got):\n%s", format, d)
+			}
+		}
+	})
 }
 
 // installMetalLB serves MetalLB's kinds (with schemas that accept anything:

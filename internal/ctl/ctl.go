@@ -63,6 +63,10 @@ Commands:
                   annotations of Services to herald's (-f FILE, -f - for
                   stdin, or without -f: read them from the cluster, Services
                   of every namespace included)
+  control-plane manifest
+                  print the static Pod that keeps the API server's VIP on a
+                  ready control-plane node, for /etc/kubernetes/manifests
+                  (--vip, --peers; no cluster needed)
   rotate-key      replace the speakers' memberlist key without a restart: add
                   a new key to the Secret, make it the one that encrypts,
                   remove the old one, waiting after each step until every
@@ -136,7 +140,17 @@ func Main(ctx context.Context, env Env, args []string) int {
 	heraldNamespace := defaultHeraldNamespace
 	clientOnly := false
 	var rot rotateOptions
+	var cp cpOptions
 	class := defaultClass
+	if cmd == "control-plane" {
+		if len(rest) == 0 || rest[0] != "manifest" {
+			_, _ = fmt.Fprintf(env.Err, "%s: usage: %s control-plane manifest --vip ADDR[,ADDR] --peers ADDR,ADDR,... [flags]\n", env.Name, env.Name)
+			return exitUsage
+		}
+		rest = rest[1:]
+		fs = flag.NewFlagSet(env.Name+" control-plane manifest", flag.ContinueOnError)
+		fs.SetOutput(helpOut)
+	}
 	switch cmd {
 	case "status":
 		fs.StringVar(&class, "load-balancer-class", defaultClass, "herald-controller's --load-balancer-class: Services of this class (or none) are herald's")
@@ -155,6 +169,18 @@ func Main(ctx context.Context, env Env, args []string) int {
 		fs.StringVar(&rot.secret, "secret", "herald-memberlist", "the memberlist key Secret")
 		fs.StringVar(&rot.keyFile, "key-file", "", "file holding the new key's base64 (16, 24 or 32 bytes); default: a random 32-byte key")
 		fs.DurationVar(&rot.timeout, "timeout", 5*time.Minute, "how long each step waits for every speaker")
+	case "control-plane":
+		defaultOut = "yaml"
+		fs.StringVar(&cp.vips, "vip", "", "the API server's virtual address: one IPv4 and/or one IPv6 address, comma-separated (required)")
+		fs.StringVar(&cp.peers, "peers", "", "every control-plane node's address, comma-separated (required); each node finds its own among them")
+		fs.StringVar(&cp.iface, "interface", "", "interface to answer ARP/NDP on (default: the one whose subnet holds the VIP)")
+		fs.StringVar(&cp.image, "image", defaultSpeakerImage(), "herald-speaker image")
+		fs.StringVar(&cp.keyFile, "key-file", cpDefaultKeyFile, "the memberlist key's path on the nodes")
+		fs.StringVar(&cp.caFile, "ca-file", cpDefaultCAFile, "the cluster CA's path on the nodes (kubeadm's)")
+		fs.IntVar(&cp.port, "memberlist-port", cpDefaultPort, "memberlist port of the control-plane nodes")
+		fs.StringVar(&cp.bgpPeers, "bgp-peers", "", "routers to announce the VIP to over BGP instead of ARP/NDP, ADDR or ADDR:PORT, comma-separated (every ready node announces it)")
+		fs.Uint64Var(&cp.bgpASN, "bgp-asn", 0, "the control-plane nodes' AS number (with --bgp-peers)")
+		fs.Uint64Var(&cp.bgpPeerASN, "bgp-peer-asn", 0, "the routers' AS number (default: --bgp-asn)")
 	case "import-metallb":
 		defaultOut = "yaml"
 		fs.StringVar(&file, "f", "", "file of MetalLB objects and Services (multi-document YAML, JSON or a List as kubectl get -A -o yaml prints); - reads stdin; unset: read them from the cluster")
@@ -191,6 +217,9 @@ func Main(ctx context.Context, env Env, args []string) int {
 	}
 	common.Logger(env.Err, "heraldctl") // routes client-go's logging to stderr at the chosen level
 
+	if cmd == "control-plane" {
+		return run(env, func() error { return controlPlaneManifest(env, cp, *output) })
+	}
 	if cmd == "import-metallb" && file != "" {
 		return run(env, func() error { return importFile(env, file, *output) })
 	}

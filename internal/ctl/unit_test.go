@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -162,6 +163,32 @@ func TestAnnotateCommand(t *testing.T) {
 	for in, want := range map[string]string{"": "''", "a b": "'a b'", "$x": "'$x'", "a;b": "'a;b'", "a,b:c/d": "a,b:c/d"} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestControlPlaneManifestRefuses(t *testing.T) {
+	for _, args := range [][]string{
+		{"control-plane"},
+		{"control-plane", "print"},
+		{"control-plane", "manifest", "--peers", "198.51.100.11"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100"},
+		{"control-plane", "manifest", "--vip", "nope", "--peers", "198.51.100.11"},
+		{"control-plane", "manifest", "--vip", "198.51.100.11", "--peers", "198.51.100.11,198.51.100.12"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "node-1"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "-o", "table"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--image", ""},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--bgp-asn", "64512"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--bgp-peers", "198.51.100.1"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--bgp-peers", "198.51.100.1", "--bgp-asn", "4294967296"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--bgp-peers", "router", "--bgp-asn", "64512"},
+		{"control-plane", "manifest", "--vip", "198.51.100.100", "--peers", "198.51.100.11", "--bgp-peers", "198.51.100.1", "--bgp-asn", "64512", "--interface", "eth0"},
+	} {
+		var out, errb bytes.Buffer
+		if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code == 0 {
+			t.Errorf("%q: exit 0, output %s", args, out.String())
+		} else if errb.Len() == 0 {
+			t.Errorf("%q: exit %d without a reason on stderr", args, code)
 		}
 	}
 }

@@ -61,11 +61,9 @@ func TestReference(t *testing.T) {
 	for _, tc := range []struct{ block, cmd string }{
 		{"heraldctl", ""}, {"heraldctl status", "status"}, {"heraldctl pools", "pools"},
 		{"heraldctl import-metallb", "import-metallb"}, {"heraldctl version", "version"},
+		{"heraldctl control-plane manifest", "control-plane manifest"},
 	} {
-		args := []string{"--help"}
-		if tc.cmd != "" {
-			args = []string{tc.cmd, "--help"}
-		}
+		args := append(strings.Fields(tc.cmd), "--help")
 		var out bytes.Buffer
 		if code := Main(t.Context(), Env{Name: "heraldctl", Out: &out, Err: &out}, args); code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, out.String())

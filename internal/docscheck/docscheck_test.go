@@ -25,8 +25,9 @@ func readDoc(t *testing.T) *Doc {
 	return d
 }
 
-// commands are the binaries the repository builds: the directories under
-// cmd/.
+// commands are the binaries the repository builds, the directories under
+// cmd/, and the speaker's control-plane mode, whose metrics are its own
+// (cmd/herald-speaker/controlplane.go).
 func commands(t *testing.T) []string {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(repoRoot, "cmd"))
@@ -38,6 +39,9 @@ func commands(t *testing.T) []string {
 		if e.IsDir() {
 			out = append(out, e.Name())
 		}
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "cmd", "herald-speaker", "controlplane.go")); err == nil {
+		out = append(out, "herald-speaker control-plane")
 	}
 	return out
 }
