@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/localaddr"
+	"github.com/heraldlb/herald/internal/memberkey"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/metricsserver"
 	"github.com/heraldlb/herald/internal/privilege"
@@ -202,6 +204,50 @@ func (f *cpFlags) parseBGP(peers, routerID string, asn, peerASN uint64) error {
 	return nil
 }
 
+// keyFileInterval paces the key file checks: a rotation is a rare,
+// operator-paced event.
+const keyFileInterval = 5 * time.Second
+
+// watchKeyFile re-reads the key file every interval and hands a changed
+// key list to set (membership.SetKeys, which moves the keyring in the order
+// that keeps every member able to read every other). So a key is replaced
+// by replacing the file on every control-plane node, in any order, without
+// a restart. A file that cannot be read or parsed changes nothing.
+func watchKeyFile(ctx context.Context, path string, interval time.Duration, current [][]byte, set func([][]byte) error, log *slog.Logger) {
+	last := memberkey.Fingerprints(current)
+	lastErr := ""
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		keys, err := readKeys(path)
+		if err != nil {
+			// Once per distinct error: a file the speaker (uid 65532
+			// after start) may not read would otherwise log every tick.
+			if err.Error() != lastErr {
+				log.Warn("key file unusable; keeping the keys in use", "err", err)
+				lastErr = err.Error()
+			}
+			continue
+		}
+		lastErr = ""
+		fps := memberkey.Fingerprints(keys)
+		if slices.Equal(fps, last) {
+			continue
+		}
+		if err := set(keys); err != nil {
+			log.Error("applying the new keys", "err", err)
+			continue
+		}
+		log.Info("memberlist keys changed in the key file", "keys", fps)
+		last = fps
+	}
+}
+
 // localAddrs are this host's interface addresses.
 func localAddrs() []netip.Addr {
 	addrs, _ := net.InterfaceAddrs()
@@ -280,6 +326,9 @@ func serveControlPlane(ctx context.Context, f *cpFlags, keys [][]byte, check fun
 	}
 	defer func() { _ = members.Shutdown() }()
 	members.SetPeers(f.peers)
+	if keys != nil {
+		go watchKeyFile(ctx, f.keyFile, keyFileInterval, keys, members.SetKeys, log.With("source", "keys"))
+	}
 
 	reg := metricsserver.NewRegistry()
 	p, err := assembleControlPlane(f, members, check, reg, log)

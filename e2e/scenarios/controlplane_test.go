@@ -186,12 +186,18 @@ func startCPLab(t *testing.T) *cpLab {
 		t.Fatal(err)
 	}
 
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	l.keyFile = filepath.Join(l.dir, "memberlist.key")
-	if err := os.WriteFile(l.keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+	// As docs/control-plane.md says to install it: owned by the uid the
+	// speakers run as after start, so that they follow a change.
+	keyDir, err := os.MkdirTemp("", "hl-cpv-key-")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = os.RemoveAll(keyDir) })
+	if err := os.Chmod(keyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l.keyFile = filepath.Join(keyDir, "memberlist.key")
+	l.writeKey()
 
 	ca, err := os.ReadFile(c.CAFile())
 	if err != nil {
@@ -252,6 +258,22 @@ func (l *cpLab) manifestArgs(extra ...string) []string {
 		l.t.Fatal(err)
 	}
 	return pod.Spec.Containers[0].Args
+}
+
+// writeKey puts a fresh random key into the key file.
+func (l *cpLab) writeKey() {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	tmp := l.keyFile + ".new"
+	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o400); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.Chown(tmp, 65532, 65532); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, l.keyFile); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // dumpSpeakerLog prints what n's speaker said about the API server, the
@@ -526,7 +548,7 @@ func TestControlPlaneVIP(t *testing.T) {
 	kubectlApply(ctx, t, l, `apiVersion: herald.dev/v1alpha1
 kind: IPPool
 metadata: {name: cp-lab}
-spec: {addresses: ["198.51.100.0/28"]}
+spec: {addresses: ["198.51.100.0/28"], announce: {layer2: {interfaces: [eth0]}}}
 `)
 	assigned := func(name string) {
 		t.Helper()
@@ -546,6 +568,10 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 		t.Logf("herald-controller, connected through the VIP, assigned %s to Service %s", out, name)
 	}
 	assigned("before-failovers")
+	// A worker whose kube-proxy and Service speaker use the VIP too.
+	l.startWorker(ctx)
+	webAddr := l.serveThroughWorker(ctx, "web")
+	t.Logf("Service web, through the worker's kube-proxy and speaker (both on the VIP), answers at %s", webAddr)
 
 	// The owner's kube-apiserver killed, under traffic.
 	var kills []time.Duration
@@ -652,8 +678,39 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 		}
 	}
 	l.waitHolder(5*time.Second, back.name)
-	// The controller rode out all of it through the VIP.
+	// The controller, the worker's kube-proxy and its speaker rode out all
+	// of it through the VIP: a new Service is assigned, announced and
+	// forwarded.
 	assigned("after-failovers")
+	t.Logf("Service web2, created after the failovers, answers at %s through the worker", l.serveThroughWorker(ctx, "web2"))
+	if got := l.waitServed(ctx, "web"); got != webAddr {
+		t.Errorf("Service web moved from %s to %s across the control-plane failovers", webAddr, got)
+	}
+
+	// A new key, in place of the old one in every node's key file: the
+	// speakers move to it without a restart, without losing each other
+	// (the VIP stays where it is) and without a failed request.
+	holder := l.waitHolder(10 * time.Second)
+	p = l.probe(cpVIP4)
+	l.writeKey()
+	if err := pollUntil(30*time.Second, func() bool {
+		for _, n := range l.nodes {
+			raw, _ := os.ReadFile(n.log)
+			if !strings.Contains(string(raw), `"msg":"memberlist keys changed in the key file"`) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("not every speaker applied the new key file")
+	}
+	time.Sleep(3 * time.Second) // primary switch and removal of the old key
+	_, failed, why := outage(p.finish(), time.Now())
+	if failed > 0 {
+		t.Errorf("%d requests failed while the key was replaced (first: %s)", failed, why)
+	}
+	l.waitHolder(5*time.Second, holder)
+	t.Logf("key replaced in every key file: applied by every speaker, the VIP stayed on %s, no request failed", holder)
 
 	// Graceful stop of the holder's speaker (a static Pod removed or
 	// updated): another node takes the VIP, with requests flowing.
@@ -664,7 +721,7 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 	l.stopSpeaker(owner)
 	l.waitHolder(10*time.Second, otherNames(l.nodes, owner.name)...)
 	time.Sleep(time.Second)
-	d, failed, why := outage(p.finish(), at)
+	d, failed, why = outage(p.finish(), at)
 	t.Logf("FIGURE control-plane VIP, holder's speaker stopped (SIGTERM): requests succeed again after %v; %d failed (first: %s)", d.Round(time.Millisecond), failed, why)
 	if d < 0 {
 		t.Fatalf("requests still failing after the holder's speaker stopped")
