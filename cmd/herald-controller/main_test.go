@@ -211,18 +211,26 @@ func TestServesMetricsAndLeaderElection(t *testing.T) {
 	if ip := f.waitAddr(t, "app", "one"); ip != "198.51.100.0" {
 		t.Errorf("one got %s", ip)
 	}
-	// Pool metrics follow the batched pool sync, so wait for them.
+	// Pool metrics follow the batched pool sync, and the allocation
+	// counter the status write the test saw (by a few instructions), so
+	// wait for them.
+	want := []string{`herald_pool_addresses{family="IPv4",pool="lan",state="allocated"} 1`,
+		`herald_pool_addresses{family="IPv4",pool="lan",state="free"} 15`, `herald_allocations_total{pool="lan"} 1`, "process_resident_memory_bytes"}
 	var body string
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		body = get(t, "http://"+metricsA+"/metrics")
-		return strings.Contains(body, `herald_pool_addresses{family="IPv4",pool="lan",state="allocated"} 1`), nil
+		for _, m := range want {
+			if !strings.Contains(body, m) {
+				return false, nil
+			}
+		}
+		return true, nil
 	})
 	if err != nil {
-		t.Errorf("pool metrics never showed 1 allocated:\n%s", body)
-	}
-	for _, m := range []string{`herald_pool_addresses{family="IPv4",pool="lan",state="free"} 15`, `herald_allocations_total{pool="lan"} 1`, "process_resident_memory_bytes"} {
-		if !strings.Contains(body, m) {
-			t.Errorf("metrics lack %q", m)
+		for _, m := range want {
+			if !strings.Contains(body, m) {
+				t.Errorf("metrics lack %q", m)
+			}
 		}
 	}
 	// A standby waits; the leader's clean exit hands over at once.

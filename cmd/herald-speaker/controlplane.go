@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -115,6 +116,9 @@ func parseControlPlane(args []string) *cpFlags {
 			return fmt.Errorf("--bind-addr %q is not an IP address", bind)
 		}
 		f.bindAddr = f.bindAddr.Unmap()
+		if err := cpvip.CheckPeers(f.peers, f.bindAddr, f.port); err != nil {
+			return fmt.Errorf("--peers: %w", err)
+		}
 		if f.nodeName == "" {
 			f.nodeName = os.Getenv("NODE_NAME")
 		}
@@ -152,6 +156,9 @@ func parseControlPlane(args []string) *cpFlags {
 		}
 		if f.apiserverURL == "" {
 			f.apiserverURL = "https://" + net.JoinHostPort(f.bindAddr.String(), fmt.Sprint(defaultAPIServerPort)) + "/readyz"
+		}
+		if u, err := url.Parse(f.apiserverURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--apiserver-url %q: want https://HOST:PORT/readyz", f.apiserverURL)
 		}
 		return cpvip.CheckSettings(f.vips, f.bindAddr, f.port, membership.DefaultPort)
 	})
@@ -296,15 +303,8 @@ func runControlPlane(args []string) int {
 		}
 		return readyz(ctx)
 	}
-	if uid, gid, _ := parseRunAs(f.runAs); uid >= 0 {
-		// NET_ADMIN makes the VIP local; NET_RAW answers ARP and NDP.
-		if err := privilege.Drop(uid, gid, privilege.Of(unix.CAP_NET_RAW, unix.CAP_NET_ADMIN)); err != nil {
-			log.Warn("cannot drop privileges as configured; the VIP needs CAP_NET_ADMIN and CAP_NET_RAW", "err", err)
-		}
-	}
-	if st, err := privilege.Current(); err == nil {
-		log.Info("privileges", "uid", st.UID, "gid", st.GID, "capabilities", st.Effective.String())
-	}
+	// NET_ADMIN makes the VIP local; NET_RAW answers ARP and NDP.
+	dropPrivileges(f.runAs, privilege.Of(unix.CAP_NET_RAW, unix.CAP_NET_ADMIN), "the VIP needs CAP_NET_ADMIN and CAP_NET_RAW", log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serveControlPlane(ctx, f, keys, check, log); err != nil {
@@ -358,15 +358,36 @@ func serveControlPlane(ctx context.Context, f *cpFlags, keys [][]byte, check fun
 	}
 	log.Info("control-plane speaker running", "vips", fmt.Sprint(f.vips), "bind", f.bindAddr.String(), "port", f.port,
 		"peers", len(f.peers), "apiserver", f.apiserverURL, "announce", mode, "encrypted", keys != nil)
-	err = p.keeper.Run(ctx)
+	// An announcer that stops on its own (its first netlink watch failed)
+	// leaves the VIP unanswered: stop too, so that the kubelet restarts
+	// the Pod and the others take over meanwhile.
+	keeperCtx, stopKeeper := context.WithCancel(ctx)
+	defer stopKeeper()
+	keeperDone := make(chan error, 1)
+	go func() { keeperDone <- p.keeper.Run(keeperCtx) }()
+	var annErr error
+	annStopped := false
+	select {
+	case err = <-keeperDone:
+	case annErr = <-annDone:
+		annStopped = true
+		log.Error(mode+" announcer stopped; stopping", "err", annErr)
+		stopKeeper()
+		err = <-keeperDone
+		if annErr == nil {
+			annErr = errors.New(mode + " announcer stopped")
+		}
+	}
 	if lerr := members.Leave(time.Second); lerr != nil {
 		log.Warn("leaving memberlist", "err", lerr)
 	}
 	annCancel()
-	if aerr := <-annDone; aerr != nil {
-		log.Error(mode+" announcer stopped", "err", aerr)
+	if !annStopped {
+		if aerr := <-annDone; aerr != nil {
+			log.Error(mode+" announcer stopped", "err", aerr)
+		}
 	}
-	return err
+	return errors.Join(err, annErr)
 }
 
 // cpParts are the control-plane mode's parts, not started.

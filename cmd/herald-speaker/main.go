@@ -147,11 +147,14 @@ func parseRunAs(s string) (uid, gid int, err error) {
 // a policy that strips SETUID leaves it root with NET_RAW; one that
 // strips NET_RAW leaves it 65532 with nothing, so layer 2 cannot answer
 // (BGP needs no capability).
-func dropPrivileges(runAs string, log *slog.Logger) {
+//
+// keep are the capabilities kept and why ("layer-2 answers need
+// CAP_NET_RAW").
+func dropPrivileges(runAs string, keep privilege.Set, why string, log *slog.Logger) {
 	uid, gid, _ := parseRunAs(runAs) // validated by parse
 	if uid >= 0 {
-		if err := privilege.Drop(uid, gid, privilege.Of(unix.CAP_NET_RAW)); err != nil {
-			log.Warn("cannot drop privileges as configured; layer-2 answers need CAP_NET_RAW", "err", err)
+		if err := privilege.Drop(uid, gid, keep); err != nil {
+			log.Warn("cannot drop privileges as configured; "+why, "err", err)
 		}
 	}
 	if st, err := privilege.Current(); err == nil {
@@ -191,7 +194,7 @@ func run(args []string) int {
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
 	cli.LogStart(log)
-	dropPrivileges(f.runAs, log)
+	dropPrivileges(f.runAs, privilege.Of(unix.CAP_NET_RAW), "layer-2 answers need CAP_NET_RAW", log)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}

@@ -74,6 +74,8 @@ func TestFlags(t *testing.T) {
 		{nil, []string{"control-plane", "--vip=198.51.100.100", "--bind-addr=198.51.100.11"}, 2, "--memberlist-key-file is required"},
 		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--interface=hl-no-such-if"}, 2, "--interface hl-no-such-if"},
 		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--apiserver-ca-file=/nonexistent", "--run-as="}, 1, "reading the API server's CA"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--apiserver-url=http://198.51.100.11:6443/readyz"}, 2, "want https://HOST:PORT/readyz"},
+		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--peers=2001:db8::12"}, 2, "is not of the family"},
 		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1"}, 2, "--bgp-asn 0: want 1 to 4294967295"},
 		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-asn=64513"}, 2, "need --bgp-peers"},
 		{nil, []string{"control-plane", "--memberlist-insecure", "--vip=198.51.100.100", "--bind-addr=198.51.100.11", "--bgp-peers=198.51.100.1", "--bgp-asn=64513", "--interface=lo"}, 2, "--interface is for ARP/NDP"},

@@ -186,8 +186,9 @@ func startCPLab(t *testing.T) *cpLab {
 		t.Fatal(err)
 	}
 
-	// As docs/control-plane.md says to install it: owned by the uid the
-	// speakers run as after start, so that they follow a change.
+	// As docs/control-plane.md says to install it: readable by the group
+	// of the uid the speakers run as after start, so that they follow a
+	// change.
 	keyDir, err := os.MkdirTemp("", "hl-cpv-key-")
 	if err != nil {
 		t.Fatal(err)
@@ -265,10 +266,10 @@ func (l *cpLab) writeKey() {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	tmp := l.keyFile + ".new"
-	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o400); err != nil {
+	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o440); err != nil {
 		l.t.Fatal(err)
 	}
-	if err := os.Chown(tmp, 65532, 65532); err != nil {
+	if err := os.Chown(tmp, 0, 65532); err != nil {
 		l.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, l.keyFile); err != nil {
@@ -640,17 +641,24 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 	}
 	t.Logf("FIGURE control-plane VIP, owner's link cut: %s; %d requests failed in all", summary(cuts), cutFailed)
 
-	// Every API server down: nobody holds the VIP. Then one comes back (not
-	// the last holder): the VIP follows it.
-	last := l.waitHolder(10 * time.Second)
+	// Every API server down: at most one node holds the VIP (a holder whose
+	// API server fails keeps it while nobody could take over). Then one
+	// comes back that does not hold it: the VIP follows it.
 	for _, n := range l.nodes {
 		if err := n.server.Stop(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := pollUntil(5*time.Second, func() bool { return len(l.holders()) == 0 }); err != nil {
-		t.Fatalf("the VIP is still held by %v with every API server down", l.holders())
+	time.Sleep(time.Second)
+	held := l.holders()
+	if len(held) > 1 {
+		t.Fatalf("the VIP is held by %v with every API server down", held)
 	}
+	last := ""
+	if len(held) == 1 {
+		last = held[0]
+	}
+	t.Logf("every API server down: the VIP held by %v", held)
 	back := l.node(otherNames(l.nodes, last)[0])
 	// Requests every 10 ms throughout, as in the trials: a single request
 	// sent before the takeover would wait for its SYN to be retransmitted.

@@ -1,6 +1,7 @@
 package cpvip
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,9 @@ func ParseVIPs(s string) ([]netip.Addr, error) {
 	if len(out) == 0 {
 		return nil, errors.New("no VIP given")
 	}
+	// IPv4 first, whatever the order given: the first VIP is the
+	// election's key, and every node must rank by the same one.
+	slices.SortFunc(out, func(a, b netip.Addr) int { return cmp.Compare(a.BitLen(), b.BitLen()) })
 	return out, nil
 }
 
@@ -79,6 +83,21 @@ func CheckSettings(vips []netip.Addr, bind netip.Addr, port, servicePort int) er
 	for _, v := range vips {
 		if v == bind {
 			return fmt.Errorf("VIP %s is this node's own address", v)
+		}
+	}
+	return nil
+}
+
+// CheckPeers refuses peers a member bound to bind cannot join: another
+// IP family (memberlist binds one socket), or this node's own address with
+// another port than the one it listens on.
+func CheckPeers(peers []netip.AddrPort, bind netip.Addr, port int) error {
+	for _, p := range peers {
+		switch {
+		case p.Addr().Is4() != bind.Is4():
+			return fmt.Errorf("peer %s is not of the family of this node's address %s", p, bind)
+		case p.Addr() == bind && int(p.Port()) != port:
+			return fmt.Errorf("this node's own entry %s names another port than --memberlist-port %d", p, port)
 		}
 	}
 	return nil

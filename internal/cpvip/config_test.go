@@ -88,3 +88,17 @@ func TestChooseBind(t *testing.T) {
 		t.Error("two local peer addresses: accepted")
 	}
 }
+
+func TestCheckPeers(t *testing.T) {
+	bind := netip.MustParseAddr("198.51.100.11")
+	ok, _ := ParsePeers("198.51.100.11,198.51.100.12:8000", 7948)
+	if err := CheckPeers(ok, bind, 7948); err != nil {
+		t.Errorf("valid peers refused: %v", err)
+	}
+	for _, in := range []string{"2001:db8::12", "198.51.100.11:8000"} {
+		ps, _ := ParsePeers(in, 7948)
+		if err := CheckPeers(ps, bind, 7948); err == nil {
+			t.Errorf("CheckPeers(%s) accepted", in)
+		}
+	}
+}

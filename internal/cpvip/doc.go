@@ -8,7 +8,8 @@
 // take it away again (each move breaks every client's connections); with
 // no holder, the healthy member that ranks highest for the address
 // (internal/election's score) takes it. After a partition heals, two
-// holders meet and the higher-ranked one stays.
+// holders meet and the higher-ranked one stays. A holder whose API server
+// fails keeps the VIP while no other member is healthy.
 //
 // Keeper runs the rule: it checks the local API server on a timer, publishes
 // health and holding in this node's memberlist metadata, and tells an

@@ -135,9 +135,17 @@ func (k *Keeper) Run(ctx context.Context) error {
 		return fmt.Errorf("releasing the VIP at start: %w", err)
 	}
 	results := make(chan checkResult, 1)
-	go k.checkLoop(ctx, results)
+	checkDone := make(chan struct{})
+	go func() {
+		defer close(checkDone)
+		k.checkLoop(ctx, results)
+	}()
+	defer func() { <-checkDone }()
 
 	var healthy, holding bool
+	// releasePending: a withdrawal failed (the VIP may still be local, and
+	// answered by the kernel): it is retried on every pass until it works.
+	releasePending := false
 	// known are the members seen at the last pass: one that (re)appears
 	// may have announced the VIP while it could not see this node (a
 	// partition, a cut link that came back), moving clients' neighbour
@@ -187,6 +195,19 @@ func (k *Keeper) Run(ctx context.Context) error {
 			settled.Reset(k.cfg.AloneSettle)
 		}
 		want := healthy && (k.cfg.EveryReady || Owner(members, k.cfg.Key) == k.cfg.Node)
+		if holding && !healthy && !k.cfg.EveryReady && !otherHealthy(members, k.cfg.Node) {
+			// Nobody could take over: keep the VIP rather than leave it
+			// unannounced, so that an outage of every API server (etcd
+			// unreachable, say) does not also move the VIP when they
+			// recover. Another node that becomes ready takes it over.
+			want = true
+		}
+		if releasePending && !holding {
+			if err := k.cfg.Announcer.Hold(ctx, false); err == nil {
+				releasePending = false
+				k.log.Info("withdrew the VIP after an earlier failure")
+			}
+		}
 		unsure := (!aloneSince.IsZero() && time.Since(aloneSince) < k.cfg.AloneSettle) ||
 			(!cutOff.IsZero() && time.Since(cutOff) < k.cfg.AloneSettle)
 		if want && !holding && !k.cfg.EveryReady && unsure {
@@ -227,7 +248,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 		holding = false
 		k.publish(ctx, healthy, false)
 		if err := k.cfg.Announcer.Hold(ctx, false); err != nil {
-			k.log.Error("cannot withdraw the VIP", "err", err)
+			k.log.Error("cannot withdraw the VIP; retrying", "err", err)
+			releasePending = true
 		}
 		k.holding.Set(0)
 		k.log.Info("released the VIP", "apiserverReady", healthy)
@@ -250,6 +272,16 @@ func (k *Keeper) members(healthy, holding bool) []Member {
 		out = append(out, Member{Name: k.cfg.Node, Healthy: healthy, Holding: holding})
 	}
 	return out
+}
+
+// otherHealthy reports whether a member other than self is healthy.
+func otherHealthy(members []Member, self string) bool {
+	for _, m := range members {
+		if m.Name != self && m.Healthy {
+			return true
+		}
+	}
+	return false
 }
 
 func (k *Keeper) publish(ctx context.Context, healthy, holding bool) {

@@ -29,6 +29,7 @@ const waitTimeout = 20 * time.Second
 // fakeAnnouncer records Hold; it stands for the netlink and raw-socket
 // announcer, which the lab scenario drives for real.
 type fakeAnnouncer struct {
+	failRelease atomic.Int64 // so many Hold(false) calls fail
 	everHeld    atomic.Bool
 	held        atomic.Bool
 	calls       atomic.Int64
@@ -42,6 +43,10 @@ func (a *fakeAnnouncer) Hold(_ context.Context, hold bool) error {
 	a.calls.Add(1)
 	if hold && a.fail.Load() {
 		return errors.New("announcing failed")
+	}
+	if !hold && a.failRelease.Load() > 0 {
+		a.failRelease.Add(-1)
+		return errors.New("withdrawing failed")
 	}
 	a.held.Store(hold)
 	if hold {
@@ -207,13 +212,47 @@ func TestKeeperElectsFailsOverAndStays(t *testing.T) {
 	}
 	waitHolders(t, nodes, election.Owner(left, vip))
 
-	// Every API server down: nobody; one comes back: it takes the VIP.
+	// Every API server down, the holder's last: it keeps the VIP, as
+	// nobody could take over. One of the others comes back: it takes the
+	// VIP.
+	last := holders(nodes)
 	for _, n := range names {
+		if !slices.Contains(last, n) {
+			nodes[n].ready.Store(false)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // their health reaches the holder
+	for _, n := range last {
 		nodes[n].ready.Store(false)
 	}
-	waitHolders(t, nodes)
-	nodes[first].ready.Store(true)
-	waitHolders(t, nodes, first)
+	time.Sleep(300 * time.Millisecond)
+	waitHolders(t, nodes, last...)
+	var back string // not the holder, nor the stopped one
+	for _, n := range left {
+		if !slices.Contains(last, n) {
+			back = n
+		}
+	}
+	nodes[back].ready.Store(true)
+	waitHolders(t, nodes, back)
+}
+
+// waitOneHolder waits until exactly one node holds the VIP, and returns it.
+// Which one depends on whose health the others saw first when several
+// became ready together; the rules after that do not.
+func waitOneHolder(t *testing.T, nodes map[string]*node) string {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if h := holders(nodes); len(h) == 1 {
+			waitHolders(t, nodes, h[0])
+			return h[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("holders = %v, want exactly one", holders(nodes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestKeeperMemberDies(t *testing.T) {
@@ -222,8 +261,7 @@ func TestKeeperMemberDies(t *testing.T) {
 	for _, n := range nodes {
 		n.ready.Store(true)
 	}
-	top := election.Owner(names, vip)
-	waitHolders(t, nodes, top)
+	top := waitOneHolder(t, nodes)
 	// The holder dies without a word (its link is cut): memberlist declares
 	// it dead and the others elect.
 	nodes[top].stop(t)
@@ -274,8 +312,7 @@ func TestKeeperReturningNodeWaits(t *testing.T) {
 	for _, n := range nodes {
 		n.ready.Store(true)
 	}
-	top := election.Owner(names, vip)
-	waitHolders(t, nodes, top)
+	top := waitOneHolder(t, nodes)
 	// A node that ranks above the holder appears.
 	var newcomer string
 	for i := 0; ; i++ {
@@ -303,6 +340,26 @@ func TestKeeperReturningNodeWaits(t *testing.T) {
 		t.Errorf("%s, back alone, took the VIP from %s", newcomer, top)
 	}
 	waitHolders(t, nodes, top)
+}
+
+// TestKeeperRetriesRelease: a withdrawal that failed is retried until it
+// works; the VIP must not stay local beside the new holder's.
+func TestKeeperRetriesRelease(t *testing.T) {
+	nodes := startNodes(t, "cp1", "cp2")
+	for _, n := range nodes {
+		n.ready.Store(true)
+	}
+	h := waitOneHolder(t, nodes)
+	nodes[h].ann.failRelease.Store(3)
+	nodes[h].ready.Store(false)
+	other := "cp1"
+	if h == other {
+		other = "cp2"
+	}
+	waitHolders(t, nodes, other)
+	if n := nodes[h].ann.failRelease.Load(); n != 0 {
+		t.Errorf("%d failing withdrawals left untried", n)
+	}
 }
 
 // TestKeeperEveryReady: with BGP, every node whose API server is ready

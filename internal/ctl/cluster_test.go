@@ -283,7 +283,7 @@ func TestStatusAndPools(t *testing.T) {
 				t.Errorf("%s: the API server refuses the static Pod: %v", format, err)
 			}
 			wantArgs := []string{"control-plane", "--vip=198.51.100.100,2001:db8::100", "--peers=198.51.100.11:7948,198.51.100.12:7948,198.51.100.13:7948",
-				"--memberlist-key-file=/etc/herald/memberlist.key", "--apiserver-ca-file=/etc/kubernetes/pki/ca.crt", "--interface=eth0"}
+				"--memberlist-key-file=/etc/herald/memberlist/memberlist.key", "--apiserver-ca-file=/etc/kubernetes/pki/ca.crt", "--interface=eth0"}
 			if d := cmp.Diff(wantArgs, pod.Spec.Containers[0].Args); d != "" {
 				t.Errorf("%s: args (-want +got):\n%s", format, d)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,10 +32,13 @@ type cpOptions struct {
 const (
 	cpDefaultKeyFile = "/etc/kubernetes/herald/memberlist.key"
 	cpDefaultCAFile  = "/etc/kubernetes/pki/ca.crt"
-	cpKeyMount       = "/etc/herald/memberlist.key"
-	cpCAMount        = "/etc/kubernetes/pki/ca.crt"
-	cpMetricsPort    = 7475
-	cpDefaultPort    = 7948
+	// The key's directory is mounted, not the file: a file mount keeps
+	// showing the old file once the key is replaced by a rename (install,
+	// mv, most editors), and the speaker follows key changes.
+	cpKeyDirMount = "/etc/herald/memberlist"
+	cpCAMount     = "/etc/kubernetes/pki/ca.crt"
+	cpMetricsPort = 7475
+	cpDefaultPort = 7948
 )
 
 // defaultSpeakerImage is the release's speaker image for this heraldctl's
@@ -68,6 +72,13 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 	if o.image == "" {
 		return errors.New("--image must not be empty")
 	}
+	if o.port < 1 || o.port > 65535 || o.port == 7946 {
+		return fmt.Errorf("--memberlist-port %d: want a port other than the Service speakers' 7946", o.port)
+	}
+	if !filepath.IsAbs(o.keyFile) || !filepath.IsAbs(o.caFile) {
+		return errors.New("--key-file and --ca-file must be absolute paths on the nodes")
+	}
+	keyMount := filepath.Join(cpKeyDirMount, filepath.Base(o.keyFile))
 	var vs, ps []string
 	for _, v := range vips {
 		vs = append(vs, v.String())
@@ -76,7 +87,7 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 		ps = append(ps, p.String())
 	}
 	args := []string{"control-plane", "--vip=" + strings.Join(vs, ","), "--peers=" + strings.Join(ps, ","),
-		"--memberlist-key-file=" + cpKeyMount, "--apiserver-ca-file=" + cpCAMount}
+		"--memberlist-key-file=" + keyMount, "--apiserver-ca-file=" + cpCAMount}
 	if o.port != cpDefaultPort {
 		args = append(args, fmt.Sprintf("--memberlist-port=%d", o.port))
 	}
@@ -88,7 +99,7 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 		return err
 	}
 	args = append(args, bgpArgs...)
-	file := corev1.HostPathFile
+	file, dir := corev1.HostPathFile, corev1.HostPathDirectory
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "herald-control-plane", Namespace: "kube-system", Labels: map[string]string{
@@ -100,9 +111,11 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 			// Long enough for the graceful handover: publish, then withdraw.
 			TerminationGracePeriodSeconds: ptr.To[int64](10),
 			SecurityContext: &corev1.PodSecurityContext{
-				// Started as root to read the root-only key and CA and to
-				// make the VIP local; the speaker then switches to 65532
-				// keeping only NET_ADMIN and NET_RAW.
+				// Started as root (without DAC_OVERRIDE: the key is
+				// root:65532 0440) to read the key and the CA; the speaker
+				// then switches to 65532, keeping only NET_ADMIN (the VIP on
+				// lo) and NET_RAW (ARP/NDP), and re-reads the key by its
+				// group.
 				RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
@@ -125,12 +138,12 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 					PeriodSeconds: 10, FailureThreshold: 3,
 				},
 				VolumeMounts: []corev1.VolumeMount{
-					{Name: "memberlist-key", MountPath: cpKeyMount, ReadOnly: true},
+					{Name: "memberlist-key", MountPath: cpKeyDirMount, ReadOnly: true},
 					{Name: "ca", MountPath: cpCAMount, ReadOnly: true},
 				},
 			}},
 			Volumes: []corev1.Volume{
-				{Name: "memberlist-key", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: o.keyFile, Type: &file}}},
+				{Name: "memberlist-key", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: filepath.Dir(o.keyFile), Type: &dir}}},
 				{Name: "ca", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: o.caFile, Type: &file}}},
 			},
 		},
@@ -152,7 +165,8 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(env.Out, "# herald's control-plane VIP: put this file into /etc/kubernetes/manifests/ on every\n# control-plane node, and the memberlist key (base64 of 32 random bytes) into %s.\n%s", o.keyFile, raw)
+		_, err = fmt.Fprintf(env.Out, "# herald's control-plane VIP: put this file into /etc/kubernetes/manifests/ on every\n"+
+			"# control-plane node, and the same memberlist key (base64 of 32 random bytes) into\n# %s, owned by root:65532, mode 0440.\n%s", o.keyFile, raw)
 		return err
 	}
 	return fmt.Errorf("-o %s: a manifest is printed as yaml or json", output)

@@ -63,7 +63,7 @@ type Member struct {
 	Name    string
 	Addr    netip.Addr
 	Healthy bool
-	// Holding is what the member published with SetHolding.
+	// Holding is what the member published with SetState.
 	Holding bool
 }
 
@@ -95,7 +95,7 @@ type Cluster struct {
 	answered map[netip.AddrPort]time.Time // see answeredBackoffRounds
 	kick     chan struct{}
 
-	// mu serializes SetHealthy, Leave and Shutdown: memberlist panics on a
+	// mu serializes SetHealthy, SetState, Leave and Shutdown: memberlist panics on a
 	// Leave after Shutdown.
 	mu       sync.Mutex
 	stopped  bool // Leave or Shutdown called
