@@ -419,6 +419,8 @@ func assembleControlPlane(f *cpFlags, members cpvip.Membership, check func(conte
 	} else {
 		p.l2 = layer2.New(layer2.Config{Log: log.With("source", "layer2"), Registry: reg, OnConflict: func(addr netip.Addr, iface string, mac net.HardwareAddr) {
 			log.Warn("another host answers for the VIP", "vip", addr, "interface", iface, "mac", mac.String())
+			// Set below, before the announcer runs.
+			p.keeper.Conflict()
 		}})
 		ann = &vipAnnouncer{local: local, l2: p.l2, vips: f.vips, iface: f.iface, log: log}
 	}

@@ -720,12 +720,45 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 	l.waitHolder(5*time.Second, holder)
 	t.Logf("key replaced in every key file: applied by every speaker, the VIP stayed on %s, no request failed", holder)
 
+	// A node that cannot join (a key of its own) takes the VIP after 2 s
+	// alone; the holder sees its answers and announces again, the intruder
+	// sees the holder's and, alone, lets the VIP go for good.
+	holderNode := l.node(holder)
+	p = l.probe(cpVIP4)
+	at := time.Now()
+	in := l.intruder(ctx)
+	if err := pollUntil(20*time.Second, func() bool {
+		raw, _ := os.ReadFile(in.log)
+		return strings.Contains(string(raw), `"msg":"holding the VIP"`)
+	}); err != nil {
+		t.Fatal("the intruder never took the VIP: the scenario tests nothing")
+	}
+	if err := pollUntil(30*time.Second, func() bool {
+		raw, _ := os.ReadFile(in.log)
+		return strings.Contains(string(raw), "letting the VIP go") && neighMAC(ctx) == linkMAC(ctx, holderNode.ns)
+	}); err != nil {
+		t.Fatalf("the intruder kept the VIP, or the client still reaches it (neighbour %s, holder %s's MAC %s)", neighMAC(ctx), holder, linkMAC(ctx, holderNode.ns))
+	}
+	settledAt := time.Now()
+	time.Sleep(5 * time.Second)
+	if raw, _ := os.ReadFile(in.log); strings.Count(string(raw), `"msg":"holding the VIP"`) != 1 {
+		t.Error("the intruder took the VIP again while still alone")
+	}
+	if mac := neighMAC(ctx); mac != linkMAC(ctx, holderNode.ns) {
+		t.Errorf("the client's neighbour entry for the VIP moved to %s after the conflict settled", mac)
+	}
+	_, failed, why = outage(p.finish(), at)
+	l.waitHolder(5*time.Second, holder)
+	t.Logf("FIGURE control-plane VIP, a node that cannot join takes it: settled %v after it started, the VIP back on %s; %d requests failed (first: %s)",
+		settledAt.Sub(at).Round(time.Millisecond), holder, failed, why)
+	l.stopSpeaker(in)
+
 	// Graceful stop of the holder's speaker (a static Pod removed or
 	// updated): another node takes the VIP, with requests flowing.
 	owner := l.node(l.waitHolder(10 * time.Second))
 	p = l.probe(cpVIP4)
 	time.Sleep(300 * time.Millisecond)
-	at := time.Now()
+	at = time.Now()
 	l.stopSpeaker(owner)
 	l.waitHolder(10*time.Second, otherNames(l.nodes, owner.name)...)
 	time.Sleep(time.Second)

@@ -4,10 +4,13 @@ package scenarios
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,4 +190,54 @@ func (l *cpLab) waitServed(ctx context.Context, name string) string {
 		t.Fatalf("Service %s (%s) not served through the worker: %s", name, addr, last)
 	}
 	return addr
+}
+
+// intruder starts a control-plane speaker that cannot join the others (a
+// key of its own) but whose API server check passes (it checks cp2's): it
+// sees itself alone, takes the VIP after the settle time, and must give it
+// back once the real holder and it see each other's answers.
+func (l *cpLab) intruder(ctx context.Context) *cpNode {
+	t := l.t
+	n := &cpNode{name: "cp9", ns: cpPrefix + "cp9", v4: netip.MustParseAddr("203.0.113.19")}
+	if _, err := netns.IP(ctx, "netns", "add", n.ns); err != nil {
+		t.Fatal(err)
+	}
+	ipIn(ctx, t, n.ns, "link", "set", "lo", "up")
+	ipIn(ctx, t, cpSwitch, "link", "add", "p9", "type", "veth", "peer", "name", "eth0", "netns", n.ns)
+	ipIn(ctx, t, cpSwitch, "link", "set", "p9", "master", "br0", "up")
+	ipIn(ctx, t, n.ns, "addr", "add", n.v4.String()+"/24", "dev", "eth0")
+	ipIn(ctx, t, n.ns, "link", "set", "eth0", "up")
+	other := filepath.Join(filepath.Dir(l.keyFile), "other.key")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(other, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.startSpeakerWith(n, l.manifestArgs(), "--bind-addr="+n.v4.String(), "--memberlist-key-file="+other,
+		"--apiserver-url=https://"+net.JoinHostPort(l.node("cp2").v4.String(), fmt.Sprint(cpPort))+"/readyz")
+	return n
+}
+
+// neighMAC is the client's neighbour entry for the IPv4 VIP.
+func neighMAC(ctx context.Context) string {
+	out, _ := netns.IP(ctx, "-n", cpClient, "neigh", "show", cpVIP4.String())
+	f := strings.Fields(out)
+	for i := range f {
+		if f[i] == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// linkMAC is the MAC of ns's eth0.
+func linkMAC(ctx context.Context, ns string) string {
+	out, _ := netns.IP(ctx, "-n", ns, "-o", "link", "show", "eth0")
+	f := strings.Fields(out)
+	for i := range f {
+		if f[i] == "link/ether" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
 }

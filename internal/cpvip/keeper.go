@@ -86,6 +86,8 @@ type Keeper struct {
 
 	ready, holding prometheus.Gauge
 	takeovers      prometheus.Counter
+
+	conflicts chan struct{} // see Conflict
 }
 
 // New validates cfg and registers the Keeper's metrics.
@@ -111,7 +113,7 @@ func New(cfg Config) (*Keeper, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	k := &Keeper{
-		cfg: cfg, log: cfg.Log,
+		cfg: cfg, log: cfg.Log, conflicts: make(chan struct{}, 1),
 		ready:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_control_plane_apiserver_ready", Help: "1 while this node's kube-apiserver answers /readyz (the node is a candidate for the VIP)."}),
 		holding:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_control_plane_vip_holding", Help: "1 while this node holds and announces the control-plane VIP."}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_control_plane_vip_takeovers_total", Help: "Times this node took the control-plane VIP."}),
@@ -122,6 +124,19 @@ func New(cfg Config) (*Keeper, error) {
 		}
 	}
 	return k, nil
+}
+
+// Conflict tells the keeper that another host answers for the VIP it
+// holds (layer 2 sees another MAC claim it). A holder that sees other
+// members announces the VIP again, to take clients back. A holder that
+// sees nobody is most likely the node that cannot join the others (a
+// wrong key, a closed port): it lets the VIP go and does not take it
+// again until it has joined them. It does not block.
+func (k *Keeper) Conflict() {
+	select {
+	case k.conflicts <- struct{}{}:
+	default:
+	}
 }
 
 // Run checks the local API server and holds or releases the VIP until ctx
@@ -143,6 +158,9 @@ func (k *Keeper) Run(ctx context.Context) error {
 	defer func() { <-checkDone }()
 
 	var healthy, holding bool
+	// yielded: this node, alone, let the VIP go to another host that
+	// answers for it; it stays aside until it sees another member.
+	yielded, conflict := false, false
 	// releasePending: a withdrawal failed (the VIP may still be local, and
 	// answered by the kernel): it is retried on every pass until it works.
 	releasePending := false
@@ -177,6 +195,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 			}
 		case <-k.cfg.Membership.Changed():
 		case <-settled.C:
+		case <-k.conflicts:
+			conflict = !k.cfg.EveryReady
 		}
 		healthy = healthy && !time.Now().Before(benchedUntil)
 		members := k.members(healthy, holding)
@@ -190,12 +210,23 @@ func (k *Keeper) Run(ctx context.Context) error {
 		switch {
 		case len(members) > 1:
 			aloneSince = time.Time{}
+			yielded = false
 		case aloneSince.IsZero():
 			aloneSince = time.Now()
 			settled.Reset(k.cfg.AloneSettle)
 		}
-		want := healthy && (k.cfg.EveryReady || Owner(members, k.cfg.Key) == k.cfg.Node)
-		if holding && !healthy && !k.cfg.EveryReady && !otherHealthy(members, k.cfg.Node) {
+		if conflict && holding {
+			if len(members) > 1 {
+				k.log.Warn("another host answers for the VIP; announcing it again")
+				k.cfg.Announcer.Reannounce()
+			} else {
+				k.log.Error("another host answers for the VIP and this node sees no other member: letting the VIP go until it has joined the others (check the memberlist key, port and --peers)")
+				yielded = true
+			}
+		}
+		conflict = false
+		want := healthy && !yielded && (k.cfg.EveryReady || Owner(members, k.cfg.Key) == k.cfg.Node)
+		if holding && !healthy && !yielded && !k.cfg.EveryReady && !otherHealthy(members, k.cfg.Node) {
 			// Nobody could take over: keep the VIP rather than leave it
 			// unannounced, so that an outage of every API server (etcd
 			// unreachable, say) does not also move the VIP when they

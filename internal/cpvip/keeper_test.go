@@ -485,3 +485,65 @@ func TestKeeperCutOffWaits(t *testing.T) {
 		t.Errorf("took the VIP %v after its link came back, before settling (%v)", d, settle)
 	}
 }
+
+// TestKeeperConflict: told that another host answers for the VIP, a
+// holder that sees other members announces it again; a holder alone (it
+// cannot join the others) lets it go and does not take it again while
+// alone.
+func TestKeeperConflict(t *testing.T) {
+	run := func(t *testing.T, members []membership.Member) (*fakeAnnouncer, *Keeper, func()) {
+		ann := &fakeAnnouncer{}
+		k, err := New(Config{Node: "cp1", Key: vip, Membership: frozenView{members: members}, Announcer: ann,
+			AloneSettle: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Check: func(context.Context) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- k.Run(ctx) }()
+		deadline := time.Now().Add(waitTimeout)
+		for !ann.held.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("never took the VIP")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return ann, k, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	t.Run("alone", func(t *testing.T) {
+		ann, k, stop := run(t, []membership.Member{{Name: "cp1"}})
+		defer stop()
+		k.Conflict()
+		deadline := time.Now().Add(waitTimeout)
+		for ann.held.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("kept the VIP another host answers for while alone")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // many checks, all ready
+		if ann.held.Load() {
+			t.Error("took the VIP again while still alone")
+		}
+	})
+	t.Run("with members", func(t *testing.T) {
+		ann, k, stop := run(t, []membership.Member{{Name: "cp1"}, {Name: "cp2"}})
+		defer stop()
+		k.Conflict()
+		deadline := time.Now().Add(waitTimeout)
+		for ann.reannounced.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("did not announce the VIP again")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !ann.held.Load() {
+			t.Error("let the VIP go though it sees the others")
+		}
+	})
+}
