@@ -32,36 +32,24 @@ import (
 	"github.com/heraldlb/herald/internal/privilege"
 )
 
-// Control-plane mode defaults: a memberlist cluster and a metrics port of
-// its own, so that it runs beside the DaemonSet speaker on the same node.
-const (
-	DefaultControlPlanePort = 7948
-	defaultCPMetricsAddr    = ":7475"
-	defaultAPIServerPort    = 6443
-	kubeadmCAFile           = "/etc/kubernetes/pki/ca.crt"
-)
+// defaultAPIServerPort is kube-apiserver's (kubeadm's) secure port.
+const defaultAPIServerPort = 6443
 
 // cpFlags are the flags of `herald-speaker control-plane`.
 type cpFlags struct {
-	common         cli.Common
-	nodeName       string
-	vips           []netip.Addr
-	iface          string
-	bindAddr       netip.Addr
-	peers          []netip.AddrPort
-	port           int
-	keyFile        string
-	insecure       bool
-	apiserverURL   string
-	caFile         string
-	checkInterval  time.Duration
-	checkTimeout   time.Duration
-	metricsAddr    string
-	probeInterval  time.Duration
-	probeTimeout   time.Duration
-	suspicionMult  int
-	gossipInterval time.Duration
-	runAs          string
+	common        cli.Common
+	nodeName      string
+	vips          []netip.Addr
+	iface         string
+	bindAddr      netip.Addr
+	peers         []netip.AddrPort
+	ml            memberlistFlags
+	apiserverURL  string
+	caFile        string
+	checkInterval time.Duration
+	checkTimeout  time.Duration
+	metricsAddr   string
+	runAs         string
 	// BGP instead of ARP/NDP, when bgpPeers is set.
 	bgpPeers    []netip.AddrPort
 	bgpASN      uint32
@@ -72,7 +60,6 @@ type cpFlags struct {
 
 func parseControlPlane(args []string) *cpFlags {
 	f := &cpFlags{}
-	pi, pt, sm, gi := membership.DefaultTiming()
 	var vips, peers, bind, bgpPeers, routerID string
 	var asn, peerASN uint64
 	fs := flag.NewFlagSet("herald-speaker control-plane", flag.ExitOnError)
@@ -82,18 +69,13 @@ func parseControlPlane(args []string) *cpFlags {
 	fs.StringVar(&f.iface, "interface", "", "interface to answer ARP/NDP on (default: the one whose subnet holds the VIP, else the default route's)")
 	fs.StringVar(&bind, "bind-addr", "", "this node's address: memberlist binds it and its kube-apiserver is checked there (default: the address in --peers that is this node's)")
 	fs.StringVar(&peers, "peers", "", "the control-plane nodes' addresses, ADDR or ADDR:PORT, comma-separated (this node's own is ignored)")
-	fs.IntVar(&f.port, "memberlist-port", DefaultControlPlanePort, "memberlist TCP and UDP port (not the Service speakers' one)")
-	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the memberlist keys, base64 of 16, 24 or 32 bytes each, the first encrypting; required unless --memberlist-insecure")
-	fs.BoolVar(&f.insecure, "memberlist-insecure", false, "labs only: memberlist traffic unencrypted and unauthenticated")
+	f.ml.register(fs, cpvip.DefaultPort, "memberlist TCP and UDP port (not the Service speakers' one)",
+		"file holding the memberlist keys, base64 of 16, 24 or 32 bytes each, the first encrypting; required unless --memberlist-insecure")
 	fs.StringVar(&f.apiserverURL, "apiserver-url", "", "this node's kube-apiserver readiness URL (default https://BIND-ADDR:6443/readyz)")
-	fs.StringVar(&f.caFile, "apiserver-ca-file", kubeadmCAFile, "CA that signed the API server's serving certificate")
+	fs.StringVar(&f.caFile, "apiserver-ca-file", cpvip.KubeadmCAFile, "CA that signed the API server's serving certificate")
 	fs.DurationVar(&f.checkInterval, "check-interval", cpvip.DefaultCheckInterval, "how often the local kube-apiserver's /readyz is checked")
 	fs.DurationVar(&f.checkTimeout, "check-timeout", cpvip.DefaultCheckTimeout, "how long one check may take before it counts as failed")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", defaultCPMetricsAddr, "address serving /metrics, /healthz and /readyz")
-	fs.DurationVar(&f.probeInterval, "memberlist-probe-interval", pi, "how often each member probes another")
-	fs.DurationVar(&f.probeTimeout, "memberlist-probe-timeout", pt, "how long a direct probe waits before indirect probes")
-	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
-	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", fmt.Sprintf(":%d", cpvip.DefaultMetricsPort), "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW and CAP_NET_ADMIN; empty: stay as started")
 	fs.StringVar(&bgpPeers, "bgp-peers", "", "routers to announce the VIP to over BGP, ADDR or ADDR:PORT, comma-separated: every node whose API server is ready announces it (ECMP), instead of ARP/NDP from one node")
 	fs.Uint64Var(&asn, "bgp-asn", 0, "this node's AS number (required with --bgp-peers)")
@@ -105,7 +87,7 @@ func parseControlPlane(args []string) *cpFlags {
 		if f.vips, err = cpvip.ParseVIPs(vips); err != nil {
 			return fmt.Errorf("--vip: %w", err)
 		}
-		if f.peers, err = cpvip.ParsePeers(peers, f.port); err != nil {
+		if f.peers, err = cpvip.ParsePeers(peers, f.ml.port); err != nil {
 			return fmt.Errorf("--peers: %w", err)
 		}
 		if bind == "" {
@@ -116,7 +98,7 @@ func parseControlPlane(args []string) *cpFlags {
 			return fmt.Errorf("--bind-addr %q is not an IP address", bind)
 		}
 		f.bindAddr = f.bindAddr.Unmap()
-		if err := cpvip.CheckPeers(f.peers, f.bindAddr, f.port); err != nil {
+		if err := cpvip.CheckPeers(f.peers, f.bindAddr, f.ml.port); err != nil {
 			return fmt.Errorf("--peers: %w", err)
 		}
 		if f.nodeName == "" {
@@ -128,20 +110,11 @@ func parseControlPlane(args []string) *cpFlags {
 		switch {
 		case f.nodeName == "":
 			return errors.New("--node-name is empty and there is no host name")
-		case f.keyFile == "" && !f.insecure:
-			return errors.New("--memberlist-key-file is required (or --memberlist-insecure, for labs only)")
-		case f.keyFile != "" && f.insecure:
-			return errors.New("--memberlist-key-file and --memberlist-insecure exclude each other")
-		case f.port < 1 || f.port > 65535:
-			return fmt.Errorf("--memberlist-port %d is not a port", f.port)
 		case f.checkInterval <= 0 || f.checkTimeout <= 0:
 			return errors.New("--check-interval and --check-timeout must be positive")
-		case f.probeInterval <= 0 || f.probeTimeout <= 0 || f.gossipInterval <= 0:
-			return errors.New("memberlist intervals must be positive")
-		case f.probeTimeout >= f.probeInterval:
-			return errors.New("--memberlist-probe-timeout must be shorter than --memberlist-probe-interval")
-		case f.suspicionMult < 1:
-			return errors.New("--memberlist-suspicion-mult must be at least 1")
+		}
+		if err := f.ml.validate(); err != nil {
+			return err
 		}
 		if f.iface != "" {
 			if _, err := net.InterfaceByName(f.iface); err != nil {
@@ -160,7 +133,7 @@ func parseControlPlane(args []string) *cpFlags {
 		if u, err := url.Parse(f.apiserverURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			return fmt.Errorf("--apiserver-url %q: want https://HOST:PORT/readyz", f.apiserverURL)
 		}
-		return cpvip.CheckSettings(f.vips, f.bindAddr, f.port, membership.DefaultPort)
+		return cpvip.CheckSettings(f.vips, f.bindAddr, f.ml.port, membership.DefaultPort)
 	})
 	return f
 }
@@ -278,13 +251,10 @@ func runControlPlane(args []string) int {
 	cli.LogStart(log)
 	// Secrets first, while still root: the key file and the CA may be
 	// readable by root only.
-	var keys [][]byte
-	if !f.insecure {
-		var err error
-		if keys, err = readKeys(f.keyFile); err != nil {
-			log.Error("speaker stopped", "err", err)
-			return 1
-		}
+	keys, err := f.ml.keys()
+	if err != nil {
+		log.Error("speaker stopped", "err", err)
+		return 1
 	}
 	readyz, err := health.Readyz(f.apiserverURL, f.caFile)
 	if err != nil {
@@ -315,19 +285,14 @@ func runControlPlane(args []string) int {
 }
 
 func serveControlPlane(ctx context.Context, f *cpFlags, keys [][]byte, check func(context.Context) error, log *slog.Logger) error {
-	members, err := membership.Start(ctx, membership.Config{
-		NodeName: f.nodeName, BindAddr: f.bindAddr, Port: f.port, Keys: keys,
-		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout,
-		SuspicionMult: f.suspicionMult, GossipInterval: f.gossipInterval,
-		Log: log.With("source", "memberlist"),
-	})
+	members, err := membership.Start(ctx, f.ml.config(f.nodeName, f.bindAddr, keys, log))
 	if err != nil {
 		return err
 	}
 	defer func() { _ = members.Shutdown() }()
 	members.SetPeers(f.peers)
 	if keys != nil {
-		go watchKeyFile(ctx, f.keyFile, keyFileInterval, keys, members.SetKeys, log.With("source", "keys"))
+		go watchKeyFile(ctx, f.ml.keyFile, keyFileInterval, keys, members.SetKeys, log.With("source", "keys"))
 	}
 
 	reg := metricsserver.NewRegistry()
@@ -356,7 +321,7 @@ func serveControlPlane(ctx context.Context, f *cpFlags, keys [][]byte, check fun
 	} else {
 		go func() { annDone <- p.l2.Run(annCtx) }()
 	}
-	log.Info("control-plane speaker running", "vips", fmt.Sprint(f.vips), "bind", f.bindAddr.String(), "port", f.port,
+	log.Info("control-plane speaker running", "vips", fmt.Sprint(f.vips), "bind", f.bindAddr.String(), "port", f.ml.port,
 		"peers", len(f.peers), "apiserver", f.apiserverURL, "announce", mode, "encrypted", keys != nil)
 	// An announcer that stops on its own (its first netlink watch failed)
 	// leaves the VIP unanswered: stop too, so that the kubelet restarts

@@ -43,46 +43,32 @@ func main() {
 }
 
 type flags struct {
-	common         cli.Common
-	nodeName       string
-	bindAddr       string
-	port           int
-	keyFile        string
-	keySecret      string
-	insecure       bool
-	kubeProxyURL   string
-	metricsAddr    string
-	class          string
-	onlyClass      bool
-	probeInterval  time.Duration
-	probeTimeout   time.Duration
-	suspicionMult  int
-	gossipInterval time.Duration
-	profiling      cli.Profiling
-	runAs          string
+	common       cli.Common
+	nodeName     string
+	bindAddr     string
+	ml           memberlistFlags
+	keySecret    string
+	kubeProxyURL string
+	metricsAddr  string
+	class        string
+	onlyClass    bool
+	profiling    cli.Profiling
+	runAs        string
 }
 
 func parse(args []string) *flags {
 	f := &flags{}
-	pi, pt, sm, gi := membership.DefaultTiming()
 	fs := flag.NewFlagSet("herald-speaker", flag.ExitOnError)
 	f.common.Register(fs)
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, from the downward API)")
 	fs.StringVar(&f.bindAddr, "bind-addr", "", "memberlist address (default: this node's InternalIP from its Node object)")
-	fs.IntVar(&f.port, "memberlist-port", membership.DefaultPort, "memberlist TCP and UDP port")
-	fs.StringVar(&f.keyFile, "memberlist-key-file", "", "file holding the memberlist keys, base64 of 16, 24 or 32 bytes each, separated by white space or commas, the first encrypting (mounted from a Secret); required unless --memberlist-insecure")
+	f.ml.register(fs, membership.DefaultPort, "memberlist TCP and UDP port",
+		"file holding the memberlist keys, base64 of 16, 24 or 32 bytes each, separated by white space or commas, the first encrypting (mounted from a Secret); required unless --memberlist-insecure")
 	fs.StringVar(&f.keySecret, "memberlist-key-secret", "herald-memberlist", "Secret in $POD_NAMESPACE whose \"key\" the key file is mounted from: watched, so that a key rotation applies without a restart; empty: the keys read at start stay")
-	fs.BoolVar(&f.insecure, "memberlist-insecure", false, "labs only: memberlist traffic unencrypted and unauthenticated")
 	fs.StringVar(&f.kubeProxyURL, "kube-proxy-health-url", "http://127.0.0.1:10256/healthz", "kube-proxy health endpoint gating this node's announcements; empty disables")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7473", "address serving /metrics, /healthz and /readyz")
 	fs.StringVar(&f.class, "load-balancer-class", "herald.dev/lb", "spec.loadBalancerClass handled by herald")
 	fs.BoolVar(&f.onlyClass, "only-class", false, "handle only Services of --load-balancer-class (default: Services with no class too)")
-	// The timing defaults target sub-second failover; their reasons are
-	// documented in internal/membership.
-	fs.DurationVar(&f.probeInterval, "memberlist-probe-interval", pi, "how often each speaker probes another (failure detection scales with it)")
-	fs.DurationVar(&f.probeTimeout, "memberlist-probe-timeout", pt, "how long a direct probe waits before indirect probes")
-	fs.IntVar(&f.suspicionMult, "memberlist-suspicion-mult", sm, "suspicion timeout in probe intervals before a suspect member is declared dead")
-	fs.DurationVar(&f.gossipInterval, "memberlist-gossip-interval", gi, "how often membership changes are gossiped")
 	f.profiling.Register(fs)
 	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW; empty: stay as started")
 	fs.Usage = func() {
@@ -91,22 +77,13 @@ func parse(args []string) *flags {
 		fs.PrintDefaults()
 	}
 	cli.Parse(fs, &f.common, args, func() error {
-		switch {
-		case f.nodeName == "":
+		if f.nodeName == "" {
 			return errors.New("--node-name (or $NODE_NAME) is required")
-		case f.keyFile == "" && !f.insecure:
-			return errors.New("--memberlist-key-file is required (or --memberlist-insecure, for labs only)")
-		case f.keyFile != "" && f.insecure:
-			return errors.New("--memberlist-key-file and --memberlist-insecure exclude each other")
-		case f.port < 1 || f.port > 65535:
-			return fmt.Errorf("--memberlist-port %d is not a port", f.port)
-		case f.probeInterval <= 0 || f.probeTimeout <= 0 || f.gossipInterval <= 0:
-			return errors.New("memberlist intervals must be positive")
-		case f.probeTimeout >= f.probeInterval:
-			return errors.New("--memberlist-probe-timeout must be shorter than --memberlist-probe-interval")
-		case f.suspicionMult < 1:
-			return errors.New("--memberlist-suspicion-mult must be at least 1")
-		case f.class == "":
+		}
+		if err := f.ml.validate(); err != nil {
+			return err
+		}
+		if f.class == "" {
 			return errors.New("--load-balancer-class must not be empty")
 		}
 		if _, _, err := parseRunAs(f.runAs); err != nil {
@@ -208,12 +185,9 @@ func run(args []string) int {
 }
 
 func serve(ctx context.Context, f *flags, log *slog.Logger) error {
-	var keys [][]byte
-	if !f.insecure {
-		var err error
-		if keys, err = readKeys(f.keyFile); err != nil {
-			return err
-		}
+	keys, err := f.ml.keys()
+	if err != nil {
+		return err
 	}
 	cfg, err := f.common.RESTConfig("herald-speaker")
 	if err != nil {
@@ -234,12 +208,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 
 	// Membership never depends on the API server once started: the
 	// election keeps working through an API outage (fail static).
-	members, err := membership.Start(ctx, membership.Config{
-		NodeName: f.nodeName, BindAddr: bind, Port: f.port, Keys: keys,
-		ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout,
-		SuspicionMult: f.suspicionMult, GossipInterval: f.gossipInterval,
-		Log: log.With("source", "memberlist"),
-	})
+	members, err := membership.Start(ctx, f.ml.config(f.nodeName, bind, keys, log))
 	if err != nil {
 		return err
 	}
@@ -269,7 +238,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	}
 	reg := metricsserver.NewRegistry()
 	c, err := assemble(assembly{
-		node: f.nodeName, nodeUID: nodeUID, port: f.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
+		node: f.nodeName, nodeUID: nodeUID, port: f.ml.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
 		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind),
 	})
@@ -310,7 +279,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	}()
 	defer func() { <-healthDone }()
 	close(ready)
-	log.Info("speaker running", "bind", bind.String(), "port", f.port, "encrypted", keys != nil)
+	log.Info("speaker running", "bind", bind.String(), "port", f.ml.port, "encrypted", keys != nil)
 	// sp.Run returns after the graceful handover; only then does the
 	// layer-2 announcer stop answering.
 	err = c.speaker.Run(ctx)

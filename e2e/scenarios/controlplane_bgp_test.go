@@ -4,8 +4,6 @@ package scenarios
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -13,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,16 +61,9 @@ exit
 // starts FRR (zebra and bgpd) in the router's namespace.
 func (l *cpLab) addRouter(ctx context.Context) *http.Client {
 	t := l.t
-	for _, ns := range []string{cpRouter, cpBGPClient} {
-		if _, err := netns.IP(ctx, "netns", "add", ns); err != nil {
-			t.Fatal(err)
-		}
-		ipIn(ctx, t, ns, "link", "set", "lo", "up")
-	}
-	ipIn(ctx, t, cpSwitch, "link", "add", "prt", "type", "veth", "peer", "name", "eth0", "netns", cpRouter)
-	ipIn(ctx, t, cpSwitch, "link", "set", "prt", "master", "br0", "up")
-	ipIn(ctx, t, cpRouter, "addr", "add", cpRouterAddr.String()+"/24", "dev", "eth0")
-	ipIn(ctx, t, cpRouter, "link", "set", "eth0", "up")
+	addNS(ctx, t, cpRouter)
+	addNS(ctx, t, cpBGPClient)
+	attach(ctx, t, cpRouter, "prt", cpRouterAddr.String()+"/24")
 	ipIn(ctx, t, cpRouter, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", cpBGPClient)
 	ipIn(ctx, t, cpRouter, "addr", "add", "198.51.100.253/30", "dev", "eth1")
 	ipIn(ctx, t, cpRouter, "link", "set", "eth1", "up")
@@ -113,17 +103,7 @@ func (l *cpLab) addRouter(ctx context.Context) *http.Client {
 	zserv := filepath.Join(run, "zserv.api")
 	common := []string{"-N", cpRouter, "-f", conf, "-z", zserv, "-A", "127.0.0.1", "-P", "0", "--log", "stdout"}
 	for _, d := range []string{"zebra", "bgpd"} {
-		logf, err := os.Create(filepath.Join(l.dir, d+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := netns.Command(context.Background(), cpRouter, append([]string{"/usr/lib/frr/" + d}, common...)...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting %s: %v", d, err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); _ = logf.Close() })
+		l.startIn(cpRouter, d, append([]string{"/usr/lib/frr/" + d}, common...)...)
 		if d == "zebra" {
 			if err := pollUntil(10*time.Second, func() bool { _, err := os.Stat(zserv); return err == nil }); err != nil {
 				t.Fatalf("zebra did not open %s", zserv)
@@ -137,16 +117,7 @@ func (l *cpLab) addRouter(ctx context.Context) *http.Client {
 		t.Fatal("bgpd did not start")
 	}
 
-	ca, err := os.ReadFile(l.cluster.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	return &http.Client{Timeout: cpProbeTimeout, Transport: &http.Transport{
-		DialContext: netns.Dialer(cpBGPClient), DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}}
+	return l.clientIn(cpBGPClient)
 }
 
 // nextHops are the router's kernel next hops for the IPv4 VIP.

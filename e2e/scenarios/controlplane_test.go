@@ -108,28 +108,44 @@ func upCPNetwork(ctx context.Context, t *testing.T, names []string, v4 map[strin
 			}
 		}
 	})
-	for _, ns := range append([]string{cpSwitch}, names...) {
-		if _, err := netns.IP(ctx, "netns", "add", ns); err != nil {
-			t.Fatal(err)
-		}
-		ipIn(ctx, t, ns, "link", "set", "lo", "up")
-	}
+	addNS(ctx, t, cpSwitch)
 	if _, err := netns.Run(ctx, cpSwitch, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
 		t.Fatal(err)
 	}
 	ipIn(ctx, t, cpSwitch, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
 	ipIn(ctx, t, cpSwitch, "link", "set", "br0", "up")
 	for i, ns := range names {
-		port := fmt.Sprintf("p%d", i)
-		ipIn(ctx, t, cpSwitch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		ipIn(ctx, t, cpSwitch, "link", "set", port, "master", "br0", "up")
+		addNS(ctx, t, ns)
+		attach(ctx, t, ns, fmt.Sprintf("p%d", i), v4[ns]+"/24", v6[ns]+"/64")
+	}
+}
+
+// addNS creates ns with its loopback up.
+func addNS(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	if _, err := netns.IP(ctx, "netns", "add", ns); err != nil {
+		t.Fatal(err)
+	}
+	ipIn(ctx, t, ns, "link", "set", "lo", "up")
+}
+
+// attach connects ns to the switch (its side of the veth is port) as eth0
+// with addrs (IPv6 ones without duplicate address detection).
+func attach(ctx context.Context, t *testing.T, ns, port string, addrs ...string) {
+	t.Helper()
+	ipIn(ctx, t, cpSwitch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	ipIn(ctx, t, cpSwitch, "link", "set", port, "master", "br0", "up")
+	for _, a := range addrs {
+		if !strings.Contains(a, ":") {
+			ipIn(ctx, t, ns, "addr", "add", a, "dev", "eth0")
+			continue
+		}
 		if _, err := netns.Run(ctx, ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.eth0.accept_dad=0"); err != nil {
 			t.Fatal(err)
 		}
-		ipIn(ctx, t, ns, "addr", "add", v4[ns]+"/24", "dev", "eth0")
-		ipIn(ctx, t, ns, "addr", "add", v6[ns]+"/64", "dev", "eth0", "nodad")
-		ipIn(ctx, t, ns, "link", "set", "eth0", "up")
+		ipIn(ctx, t, ns, "addr", "add", a, "dev", "eth0", "nodad")
 	}
+	ipIn(ctx, t, ns, "link", "set", "eth0", "up")
 }
 
 func startCPLab(t *testing.T) *cpLab {
@@ -200,16 +216,7 @@ func startCPLab(t *testing.T) *cpLab {
 	l.keyFile = filepath.Join(keyDir, "memberlist.key")
 	l.writeKey()
 
-	ca, err := os.ReadFile(c.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	l.hc = &http.Client{Timeout: cpProbeTimeout, Transport: &http.Transport{
-		DialContext: netns.Dialer(cpClient), DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}}
+	l.hc = l.clientIn(cpClient)
 	l.kubecfg = filepath.Join(l.dir, "kubeconfig-vip")
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -234,6 +241,21 @@ current-context: vip
 		}
 	})
 	return l
+}
+
+// clientIn is an HTTPS client dialling from ns that trusts the cluster's
+// CA and opens a connection per request, as a fresh kubectl would.
+func (l *cpLab) clientIn(ns string) *http.Client {
+	ca, err := os.ReadFile(l.cluster.CAFile())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Timeout: cpProbeTimeout, Transport: &http.Transport{
+		DialContext: netns.Dialer(ns), DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}
 }
 
 // manifestArgs are the arguments of the static Pod `heraldctl

@@ -56,14 +56,8 @@ func (l *cpLab) vipKube() kubernetes.Interface {
 // kube-proxy and Service speaker, all with the VIP kubeconfig.
 func (l *cpLab) startWorker(ctx context.Context) {
 	t := l.t
-	if _, err := netns.IP(ctx, "netns", "add", cpWorker); err != nil {
-		t.Fatal(err)
-	}
-	ipIn(ctx, t, cpWorker, "link", "set", "lo", "up")
-	ipIn(ctx, t, cpSwitch, "link", "add", "pw1", "type", "veth", "peer", "name", "eth0", "netns", cpWorker)
-	ipIn(ctx, t, cpSwitch, "link", "set", "pw1", "master", "br0", "up")
-	ipIn(ctx, t, cpWorker, "addr", "add", cpWorkerAddr+"/24", "dev", "eth0")
-	ipIn(ctx, t, cpWorker, "link", "set", "eth0", "up")
+	addNS(ctx, t, cpWorker)
+	attach(ctx, t, cpWorker, "pw1", cpWorkerAddr+"/24")
 	// The client reaches Service addresses on its own segment.
 	ipIn(ctx, t, cpClient, "route", "add", cpLBPrefix, "dev", "eth0")
 
@@ -199,14 +193,8 @@ func (l *cpLab) waitServed(ctx context.Context, name string) string {
 func (l *cpLab) intruder(ctx context.Context) *cpNode {
 	t := l.t
 	n := &cpNode{name: "cp9", ns: cpPrefix + "cp9", v4: netip.MustParseAddr("203.0.113.19")}
-	if _, err := netns.IP(ctx, "netns", "add", n.ns); err != nil {
-		t.Fatal(err)
-	}
-	ipIn(ctx, t, n.ns, "link", "set", "lo", "up")
-	ipIn(ctx, t, cpSwitch, "link", "add", "p9", "type", "veth", "peer", "name", "eth0", "netns", n.ns)
-	ipIn(ctx, t, cpSwitch, "link", "set", "p9", "master", "br0", "up")
-	ipIn(ctx, t, n.ns, "addr", "add", n.v4.String()+"/24", "dev", "eth0")
-	ipIn(ctx, t, n.ns, "link", "set", "eth0", "up")
+	addNS(ctx, t, n.ns)
+	attach(ctx, t, n.ns, "p9", n.v4.String()+"/24")
 	other := filepath.Join(filepath.Dir(l.keyFile), "other.key")
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

@@ -11,6 +11,15 @@ import (
 	"strings"
 )
 
+// Defaults of the control-plane mode: a memberlist cluster and a metrics
+// port of its own (beside the Service speaker's 7946 and 7473), and the CA
+// where kubeadm writes it.
+const (
+	DefaultPort        = 7948
+	DefaultMetricsPort = 7475
+	KubeadmCAFile      = "/etc/kubernetes/pki/ca.crt"
+)
+
 // ParseVIPs reads the VIP list: one IPv4 and/or one IPv6 unicast address,
 // comma-separated.
 func ParseVIPs(s string) ([]netip.Addr, error) {

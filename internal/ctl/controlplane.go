@@ -15,7 +15,9 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/heraldlb/herald/internal/bgpplan"
 	"github.com/heraldlb/herald/internal/cpvip"
+	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -31,14 +33,11 @@ type cpOptions struct {
 // the CA).
 const (
 	cpDefaultKeyFile = "/etc/kubernetes/herald/memberlist.key"
-	cpDefaultCAFile  = "/etc/kubernetes/pki/ca.crt"
 	// The key's directory is mounted, not the file: a file mount keeps
 	// showing the old file once the key is replaced by a rename (install,
 	// mv, most editors), and the speaker follows key changes.
 	cpKeyDirMount = "/etc/herald/memberlist"
-	cpCAMount     = "/etc/kubernetes/pki/ca.crt"
-	cpMetricsPort = 7475
-	cpDefaultPort = 7948
+	cpCAMount     = cpvip.KubeadmCAFile
 )
 
 // defaultSpeakerImage is the release's speaker image for this heraldctl's
@@ -72,8 +71,8 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 	if o.image == "" {
 		return errors.New("--image must not be empty")
 	}
-	if o.port < 1 || o.port > 65535 || o.port == 7946 {
-		return fmt.Errorf("--memberlist-port %d: want a port other than the Service speakers' 7946", o.port)
+	if o.port < 1 || o.port > 65535 || o.port == membership.DefaultPort {
+		return fmt.Errorf("--memberlist-port %d: want a port other than the Service speakers' %d", o.port, membership.DefaultPort)
 	}
 	if !filepath.IsAbs(o.keyFile) || !filepath.IsAbs(o.caFile) {
 		return errors.New("--key-file and --ca-file must be absolute paths on the nodes")
@@ -88,7 +87,7 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 	}
 	args := []string{"control-plane", "--vip=" + strings.Join(vs, ","), "--peers=" + strings.Join(ps, ","),
 		"--memberlist-key-file=" + keyMount, "--apiserver-ca-file=" + cpCAMount}
-	if o.port != cpDefaultPort {
+	if o.port != cpvip.DefaultPort {
 		args = append(args, fmt.Sprintf("--memberlist-port=%d", o.port))
 	}
 	if o.iface != "" {
@@ -134,7 +133,7 @@ func controlPlaneManifest(env Env, o cpOptions, output string) error {
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 				},
 				LivenessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(cpMetricsPort)}},
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(cpvip.DefaultMetricsPort)}},
 					PeriodSeconds: 10, FailureThreshold: 3,
 				},
 				VolumeMounts: []corev1.VolumeMount{
@@ -181,7 +180,7 @@ func (o cpOptions) bgpArgs() ([]string, error) {
 		}
 		return nil, nil
 	}
-	peers, err := cpvip.ParsePeers(o.bgpPeers, 179)
+	peers, err := cpvip.ParsePeers(o.bgpPeers, bgpplan.DefaultPort)
 	if err != nil {
 		return nil, fmt.Errorf("--bgp-peers: %w", err)
 	}

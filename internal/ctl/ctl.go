@@ -19,6 +19,7 @@ import (
 
 	"github.com/heraldlb/herald/internal/cli"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
+	"github.com/heraldlb/herald/internal/cpvip"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -176,8 +177,8 @@ func Main(ctx context.Context, env Env, args []string) int {
 		fs.StringVar(&cp.iface, "interface", "", "interface to answer ARP/NDP on (default: the one whose subnet holds the VIP)")
 		fs.StringVar(&cp.image, "image", defaultSpeakerImage(), "herald-speaker image")
 		fs.StringVar(&cp.keyFile, "key-file", cpDefaultKeyFile, "the memberlist key's path on the nodes")
-		fs.StringVar(&cp.caFile, "ca-file", cpDefaultCAFile, "the cluster CA's path on the nodes (kubeadm's)")
-		fs.IntVar(&cp.port, "memberlist-port", cpDefaultPort, "memberlist port of the control-plane nodes")
+		fs.StringVar(&cp.caFile, "ca-file", cpvip.KubeadmCAFile, "the cluster CA's path on the nodes (kubeadm's)")
+		fs.IntVar(&cp.port, "memberlist-port", cpvip.DefaultPort, "memberlist port of the control-plane nodes")
 		fs.StringVar(&cp.bgpPeers, "bgp-peers", "", "routers to announce the VIP to over BGP instead of ARP/NDP, ADDR or ADDR:PORT, comma-separated (every ready node announces it)")
 		fs.Uint64Var(&cp.bgpASN, "bgp-asn", 0, "the control-plane nodes' AS number (with --bgp-peers)")
 		fs.Uint64Var(&cp.bgpPeerASN, "bgp-peer-asn", 0, "the routers' AS number (default: --bgp-asn)")

@@ -106,17 +106,30 @@ func (s *ownerSet) set(want map[netip.Addr]string, join, leave func(netip.Addr))
 
 	for _, a := range added {
 		s.cfg.log.Info("announcing", "ip", a, "iface", s.cfg.iface, "service", want[a])
-		s.gratuitous(a)
-		if s.cfg.count > 1 {
-			s.mu.Lock()
-			o := s.addrs[a]
-			if o != nil {
-				s.wg.Add(1)
-				s.timed.Add(1)
-				go s.burst(a, o.stop)
-			}
-			s.mu.Unlock()
-		}
+		s.mu.Lock()
+		o := s.addrs[a]
+		s.mu.Unlock()
+		s.startBurst(a, o)
+	}
+}
+
+// startBurst sends the first gratuitous round for a at once and starts the
+// remaining GratuitousCount-1, unless a stopped being owned by o (nil: not
+// owned) or the set closed meanwhile.
+func (s *ownerSet) startBurst(a netip.Addr, o *owned) {
+	if o == nil {
+		return
+	}
+	s.gratuitous(a)
+	if s.cfg.count <= 1 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.addrs[a] == o && !s.closed {
+		s.wg.Add(1)
+		s.timed.Add(1)
+		go s.burst(a, o.stop)
 	}
 }
 
@@ -156,19 +169,9 @@ func (s *ownerSet) reannounce(addrs []netip.Addr) {
 		s.mu.Lock()
 		o := s.addrs[a]
 		s.mu.Unlock()
-		if o == nil {
-			continue
-		}
-		s.cfg.log.Info("announcing again", "ip", a, "iface", s.cfg.iface)
-		s.gratuitous(a)
-		if s.cfg.count > 1 {
-			s.mu.Lock()
-			if s.addrs[a] == o && !s.closed {
-				s.wg.Add(1)
-				s.timed.Add(1)
-				go s.burst(a, o.stop)
-			}
-			s.mu.Unlock()
+		if o != nil {
+			s.cfg.log.Info("announcing again", "ip", a, "iface", s.cfg.iface)
+			s.startBurst(a, o)
 		}
 	}
 }

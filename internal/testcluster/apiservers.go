@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -22,7 +23,8 @@ type APIServer struct {
 
 	c    *Cluster
 	args []string
-	proc *process // nil while stopped
+	out  io.Writer // its log, kept across restarts
+	proc *process  // nil while stopped
 }
 
 // StartAPIServerIn starts another kube-apiserver in netns, listening on
@@ -39,7 +41,14 @@ func (c *Cluster) StartAPIServerIn(ctx context.Context, name, netns, address str
 		"--advertise-address=" + address,
 		"--cert-dir=" + filepath.Join(c.DataDir, name+"-certs"),
 	}
-	a := &APIServer{Name: name, NetNS: netns, Address: address, Port: port, c: c,
+	out, closer, err := openLog(c.opts.Log, &c.logMu, c.DataDir, name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.logClosers = append(c.logClosers, closer)
+	c.mu.Unlock()
+	a := &APIServer{Name: name, NetNS: netns, Address: address, Port: port, c: c, out: out,
 		args: mergeFlags(c.apiserverFlags(port), extra)}
 	if err := a.Start(ctx); err != nil {
 		return nil, err
@@ -85,15 +94,8 @@ func (a *APIServer) Start(ctx context.Context) error {
 		return fmt.Errorf("starting %s: cluster stopped or already running", a.Name)
 	}
 	a.c.mu.Unlock()
-	out, closer, err := openLog(a.c.opts.Log, &a.c.logMu, a.c.DataDir, a.Name)
-	if err != nil {
-		return err
-	}
-	a.c.mu.Lock()
-	a.c.logClosers = append(a.c.logClosers, closer)
-	a.c.mu.Unlock()
 	bin := filepath.Join(a.c.BinDir, binAPIServer)
-	p, err := startProcess(a.Name, "ip", append([]string{"netns", "exec", a.NetNS, bin}, a.args...), out)
+	p, err := startProcess(a.Name, "ip", append([]string{"netns", "exec", a.NetNS, bin}, a.args...), a.out)
 	if err != nil {
 		return err
 	}
