@@ -43,6 +43,8 @@ type assembly struct {
 	v4, v6       netip.Addr
 	kubeProxyURL string
 	linkUp       func() (bool, error)
+	// interfacesDown judges the interfaces layer-2 pools name.
+	interfacesDown func(names []string) ([]string, error)
 }
 
 // components are the speaker's parts, not started.
@@ -64,9 +66,12 @@ func assemble(a assembly) (*components, error) {
 		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Keys: a.members, Log: a.log,
 	})
 	c.l2 = layer2.New(layer2.Config{Log: a.log.With("source", "layer2"), Registry: a.registry, OnConflict: reporter.Conflict})
+	c.health = &health.Health{KubeProxyURL: a.kubeProxyURL, LinkUp: a.linkUp, InterfacesDown: a.interfacesDown, Log: a.log}
+	c.health.Register(a.registry)
 	spCfg := speaker.Config{
 		NodeName: a.node, MemberlistPort: a.port, Informers: informers, Class: a.class,
 		Membership: a.members, L2: l2Adapter{c.l2}, Reporter: reporter, Log: a.log, Registry: a.registry,
+		WatchInterfaces: c.health.SetWatched,
 	}
 	if a.v4.IsValid() {
 		// Router ID and next hops are this node's InternalIPs, so routers
@@ -82,8 +87,6 @@ func assemble(a assembly) (*components, error) {
 		spCfg.BGP = c.bgp
 	}
 	c.speaker = speaker.New(spCfg)
-	c.health = &health.Health{KubeProxyURL: a.kubeProxyURL, LinkUp: a.linkUp, Log: a.log}
-	c.health.Register(a.registry)
 	return c, nil
 }
 

@@ -237,10 +237,11 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		return err
 	}
 	reg := metricsserver.NewRegistry()
+	links := health.NewLinkStates()
 	c, err := assemble(assembly{
 		node: f.nodeName, nodeUID: nodeUID, port: f.ml.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
-		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind),
+		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind), interfacesDown: links.Down,
 	})
 	if err != nil {
 		return err
@@ -272,10 +273,15 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		}
 		bgpDone <- c.bgp.Run(annCtx)
 	}()
+	if err := links.Subscribe(ctx, c.health.LinkChanged); err != nil {
+		log.Warn("link changes are noticed at the next health check only", "err", err)
+	}
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		c.health.Run(ctx, members.SetHealthy)
+		c.health.Run(ctx, func(ctx context.Context, st health.Status) error {
+			return members.SetHealth(ctx, st.Healthy, membership.Interfaces{Down: st.Down})
+		})
 	}()
 	defer func() { <-healthDone }()
 	close(ready)

@@ -25,6 +25,26 @@ type NodeInfo struct {
 	// Healthy is the node's self-reported health from its memberlist
 	// metadata (announcing interface up, kube-proxy healthy).
 	Healthy bool
+	// InterfacesDown are the interfaces named by layer-2 pools that the
+	// node reports it cannot answer on (down or absent), sorted;
+	// InterfacesUnlisted says it had more than it could publish, and
+	// then counts as unable to answer on any named interface.
+	InterfacesDown     []string
+	InterfacesUnlisted bool
+}
+
+// CanAnswerOn reports whether the node can answer on at least one of
+// names, a layer-2 pool's interfaces (not empty).
+func (n *NodeInfo) CanAnswerOn(names []string) bool {
+	if n.InterfacesUnlisted {
+		return false
+	}
+	for _, name := range names {
+		if _, down := slices.BinarySearch(n.InterfacesDown, name); !down {
+			return true
+		}
+	}
+	return false
 }
 
 // Candidates returns the names of the nodes that may announce an address:

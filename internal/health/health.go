@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,11 +22,17 @@ type Health struct {
 	// KubeProxyURL is kube-proxy's health endpoint; "" disables the check.
 	KubeProxyURL string
 	// LinkUp reports whether the announcing interface is up; nil skips it.
-	LinkUp   func() (bool, error)
-	Interval time.Duration // 0: 500 ms
-	Client   *http.Client
-	Log      *slog.Logger
-	Clock    clock.Clock // paces Run; nil is the real clock
+	LinkUp func() (bool, error)
+	// InterfacesDown returns those of the watched interfaces (SetWatched)
+	// that cannot carry traffic; nil counts every one as up. Unlike the
+	// link of the node's own address, they do not make the node
+	// unhealthy: each is published, and only the layer-2 pools that name
+	// it and no other usable interface move away.
+	InterfacesDown func(names []string) ([]string, error)
+	Interval       time.Duration // 0: 500 ms
+	Client         *http.Client
+	Log            *slog.Logger
+	Clock          clock.Clock // paces Run; nil is the real clock
 
 	// kube-proxy health is only enforced once it has answered: a cluster
 	// without kube-proxy (a replacement such as Cilium's) never answers,
@@ -33,15 +41,89 @@ type Health struct {
 	proxyAbsent  bool
 	healthyGauge prometheus.Gauge
 	proxyGauge   prometheus.Gauge
+	ifaceGauge   *prometheus.GaugeVec
+	gauged       []string // the interfaces ifaceGauge has, sorted
+
+	watchMu  sync.Mutex
+	watched  []string
+	kickOnce sync.Once
+	kick     chan struct{}
+}
+
+// SetWatched sets the interfaces to judge (those the layer-2 pools name)
+// and checks again at once if they changed.
+func (h *Health) SetWatched(names []string) {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	h.watchMu.Lock()
+	same := slices.Equal(names, h.watched)
+	h.watched = names
+	h.watchMu.Unlock()
+	if !same {
+		h.Kick()
+	}
+}
+
+func (h *Health) watchedNow() []string {
+	h.watchMu.Lock()
+	defer h.watchMu.Unlock()
+	return h.watched
+}
+
+// LinkChanged checks at once if name is a watched interface: a node
+// with a hundred Pods sees their veths come and go, which need no check.
+func (h *Health) LinkChanged(name string) {
+	if _, ok := slices.BinarySearch(h.watchedNow(), name); ok {
+		h.Kick()
+	}
+}
+
+// Kick makes Run check now instead of at the next interval (a link
+// changed); kicks while a check is pending are merged.
+func (h *Health) Kick() {
+	select {
+	case h.kicks() <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Health) kicks() chan struct{} {
+	h.kickOnce.Do(func() { h.kick = make(chan struct{}, 1) })
+	return h.kick
+}
+
+// Status is what Run publishes.
+type Status struct {
+	Healthy bool
+	// Why the node is unhealthy; "" when it is healthy.
+	Why string
+	// Down are the watched interfaces that cannot carry traffic, sorted.
+	Down []string
 }
 
 // Register exports the health metrics.
 func (h *Health) Register(reg prometheus.Registerer) {
 	h.healthyGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_speaker_healthy", Help: "1 while this node considers itself able to forward (interface up, kube-proxy healthy)."})
 	h.proxyGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_speaker_kube_proxy_check_active", Help: "1 once kube-proxy's health endpoint has answered and is being enforced; 0 while it never answered (check off)."})
+	h.ifaceGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "herald_speaker_interface_up", Help: "For each interface a layer-2 pool names: 1 while it can carry traffic on this node, 0 while it is down or absent (the pools naming only it are answered by other nodes)."}, []string{"interface"})
 	if reg != nil {
-		reg.MustRegister(h.healthyGauge, h.proxyGauge)
+		reg.MustRegister(h.healthyGauge, h.proxyGauge, h.ifaceGauge)
 	}
+}
+
+// Interfaces returns those of the watched interfaces that cannot carry
+// traffic now. When they cannot be read, every one counts as down: the
+// node then answers for no pool that names interfaces, which other nodes
+// can serve, rather than for pools it may not reach.
+func (h *Health) Interfaces() ([]string, error) {
+	watched := h.watchedNow()
+	if len(watched) == 0 || h.InterfacesDown == nil {
+		return nil, nil
+	}
+	down, err := h.InterfacesDown(watched)
+	if err != nil {
+		return watched, err
+	}
+	return slices.Sorted(slices.Values(down)), nil
 }
 
 // Check returns the node's health now and why it is unhealthy.
@@ -106,10 +188,11 @@ func (h *Health) get(ctx context.Context) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// Run checks every Interval and publishes changes through set (the
-// memberlist metadata), so other speakers stop counting this node within
-// one gossip round.
-func (h *Health) Run(ctx context.Context, set func(context.Context, bool) error) {
+// Run checks every Interval, and at once when kicked, and publishes
+// changes through set (the memberlist metadata), so other speakers stop
+// counting this node, or stop counting it for the pools of an interface,
+// within one gossip round.
+func (h *Health) Run(ctx context.Context, set func(context.Context, Status) error) {
 	interval := h.Interval
 	if interval == 0 {
 		interval = 500 * time.Millisecond
@@ -120,24 +203,27 @@ func (h *Health) Run(ctx context.Context, set func(context.Context, bool) error)
 	}
 	t := clk.NewTimer(interval)
 	defer t.Stop()
-	last, first := true, true
+	var last Status
+	first, lastErr := true, ""
 	for {
-		ok, why := h.Check(ctx)
-		if h.healthyGauge != nil {
-			h.healthyGauge.Set(map[bool]float64{true: 1, false: 0}[ok])
+		st := Status{}
+		st.Healthy, st.Why = h.Check(ctx)
+		down, err := h.Interfaces()
+		st.Down = down
+		if err != nil && err.Error() != lastErr && h.Log != nil {
+			h.Log.Error("reading the layer-2 pools' interfaces; counting them all down", "err", err)
 		}
-		if ok != last || first {
-			if h.Log != nil {
-				if ok {
-					h.Log.Info("node healthy")
-				} else {
-					h.Log.Warn("node unhealthy: other speakers take over its addresses", "reason", why)
-				}
-			}
-			if err := set(ctx, ok); err != nil && h.Log != nil {
+		lastErr = ""
+		if err != nil {
+			lastErr = err.Error()
+		}
+		h.setGauges(st)
+		if first || st.Healthy != last.Healthy || !slices.Equal(st.Down, last.Down) {
+			h.logChange(first, last, st)
+			if err := set(ctx, st); err != nil && h.Log != nil {
 				h.Log.Error("publishing health", "err", err)
 			} else {
-				last, first = ok, false
+				last, first = st, false
 			}
 		}
 		select {
@@ -145,6 +231,49 @@ func (h *Health) Run(ctx context.Context, set func(context.Context, bool) error)
 			return
 		case <-t.C():
 			t.Reset(interval)
+		case <-h.kicks():
+		}
+	}
+}
+
+func (h *Health) setGauges(st Status) {
+	if h.healthyGauge != nil {
+		h.healthyGauge.Set(map[bool]float64{true: 1, false: 0}[st.Healthy])
+	}
+	if h.ifaceGauge != nil {
+		watched := h.watchedNow()
+		for _, name := range h.gauged {
+			if _, still := slices.BinarySearch(watched, name); !still {
+				h.ifaceGauge.DeleteLabelValues(name)
+			}
+		}
+		h.gauged = watched
+		for _, name := range watched {
+			_, down := slices.BinarySearch(st.Down, name)
+			h.ifaceGauge.WithLabelValues(name).Set(map[bool]float64{true: 0, false: 1}[down])
+		}
+	}
+}
+
+func (h *Health) logChange(first bool, last, st Status) {
+	if h.Log == nil {
+		return
+	}
+	if first || st.Healthy != last.Healthy {
+		if st.Healthy {
+			h.Log.Info("node healthy")
+		} else {
+			h.Log.Warn("node unhealthy: other speakers take over its addresses", "reason", st.Why)
+		}
+	}
+	for _, name := range st.Down {
+		if _, was := slices.BinarySearch(last.Down, name); !was {
+			h.Log.Warn("interface down or absent: other speakers take over the layer-2 pools that name no other interface usable here", "interface", name)
+		}
+	}
+	for _, name := range last.Down {
+		if _, still := slices.BinarySearch(st.Down, name); !still {
+			h.Log.Info("interface usable again", "interface", name)
 		}
 	}
 }

@@ -3,12 +3,16 @@ package health
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -65,7 +69,7 @@ func TestRunPublishesChanges(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		h.Run(ctx, func(_ context.Context, ok bool) error { published <- ok; return nil })
+		h.Run(ctx, func(_ context.Context, st Status) error { published <- st.Healthy; return nil })
 	}()
 	next := func(want bool) {
 		t.Helper()
@@ -96,4 +100,101 @@ func TestRunPublishesChanges(t *testing.T) {
 	if len(published) != 0 {
 		t.Errorf("published %d more times", len(published))
 	}
+}
+
+// TestRunPublishesInterfaces: the watched interfaces that are down are
+// published beside health without making the node unhealthy; a new
+// watched set and a kick are acted on at once, with no interval passing;
+// interfaces that cannot be read all count as down.
+func TestRunPublishesInterfaces(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	var mu sync.Mutex
+	down := map[string]bool{}
+	var readErr error
+	h := &Health{Clock: clk, InterfacesDown: func(names []string) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if readErr != nil {
+			return nil, readErr
+		}
+		var out []string
+		for _, n := range names {
+			if down[n] {
+				out = append(out, n)
+			}
+		}
+		return out, nil
+	}}
+	reg := prometheus.NewRegistry()
+	h.Register(reg)
+	published := make(chan Status, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Run(ctx, func(_ context.Context, st Status) error { published <- st; return nil })
+	}()
+	next := func(want Status) {
+		t.Helper()
+		select {
+		case got := <-published:
+			if got.Healthy != want.Healthy || !slices.Equal(got.Down, want.Down) {
+				t.Fatalf("published %+v, want %+v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing published; want %+v", want)
+		}
+	}
+	next(Status{Healthy: true})
+	mu.Lock()
+	down["lan2"] = true
+	mu.Unlock()
+	h.SetWatched([]string{"lan2", "eth1", "lan2"})
+	next(Status{Healthy: true, Down: []string{"lan2"}})
+	if got := interfaceGauges(t, reg); !maps.Equal(got, map[string]float64{"eth1": 1, "lan2": 0}) {
+		t.Errorf("herald_speaker_interface_up = %v; want eth1 1, lan2 0", got)
+	}
+	h.SetWatched([]string{"eth1", "lan2"}) // the same set: no check
+	mu.Lock()
+	delete(down, "lan2")
+	mu.Unlock()
+	h.Kick()
+	next(Status{Healthy: true})
+	mu.Lock()
+	readErr = errors.New("netlink says no")
+	mu.Unlock()
+	h.Kick()
+	next(Status{Healthy: true, Down: []string{"eth1", "lan2"}})
+	mu.Lock()
+	readErr = nil
+	mu.Unlock()
+	h.SetWatched([]string{"eth1"})
+	next(Status{Healthy: true})
+	if got := interfaceGauges(t, reg); !maps.Equal(got, map[string]float64{"eth1": 1}) {
+		t.Errorf("herald_speaker_interface_up = %v after lan2 stopped being watched; want eth1 1 alone", got)
+	}
+	cancel()
+	<-done
+	if len(published) != 0 {
+		t.Errorf("published %d more times", len(published))
+	}
+}
+
+// interfaceGauges reads herald_speaker_interface_up by interface.
+func interfaceGauges(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "herald_speaker_interface_up" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }

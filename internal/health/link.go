@@ -1,6 +1,8 @@
 package health
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -66,4 +68,80 @@ func LinkUpFor(bind netip.Addr) func() (bool, error) {
 		}
 		return link.Attrs().Flags&net.FlagUp != 0 && link.Attrs().OperState != netlink.OperDown, nil
 	}
+}
+
+// LinkStates judges interfaces by name: those a layer-2 pool names, on
+// which this node answers for that pool's addresses. Use one from one
+// goroutine (Health.Run); Subscribe may run beside it.
+type LinkStates struct {
+	nl *netlink.Handle
+}
+
+// NewLinkStates opens the netlink handle the checks share.
+func NewLinkStates() *LinkStates {
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		nl = &netlink.Handle{} // the zero Handle opens a socket per request
+	}
+	return &LinkStates{nl: nl}
+}
+
+// Down returns those of names that cannot carry traffic here: absent,
+// administratively down, or operationally down (no carrier).
+func (s *LinkStates) Down(names []string) ([]string, error) {
+	var down []string
+	for _, name := range names {
+		l, err := s.nl.LinkByName(name)
+		if err != nil {
+			if _, absent := errors.AsType[netlink.LinkNotFoundError](err); absent {
+				down = append(down, name)
+				continue
+			}
+			return nil, fmt.Errorf("reading interface %s: %w", name, err)
+		}
+		// Unknown is what drivers without carrier reporting say (lo,
+		// dummy, some tunnels); every other state but up carries nothing.
+		op := l.Attrs().OperState
+		if l.Attrs().Flags&net.FlagUp == 0 || (op != netlink.OperUp && op != netlink.OperUnknown) {
+			down = append(down, name)
+		}
+	}
+	return down, nil
+}
+
+// Subscribe calls changed with the name of every link the kernel reports
+// a change of, until ctx ends, so that an interface going down is noticed
+// at once rather than at the next periodic check. It returns once
+// subscribed; the periodic check stays the safety net if the subscription
+// fails later.
+func (s *LinkStates) Subscribe(ctx context.Context, changed func(name string)) error {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+		close(done)
+		return fmt.Errorf("subscribing to link changes: %w", err)
+	}
+	go func() {
+		// Closing done closes the socket, and netlink then closes
+		// updates; draining lets its reader finish a pending send.
+		defer func() {
+			close(done)
+			for range updates {
+			}
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.Link != nil {
+					changed(u.Link.Attrs().Name)
+				}
+			}
+		}
+	}()
+	return nil
 }

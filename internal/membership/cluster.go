@@ -65,6 +65,9 @@ type Member struct {
 	Healthy bool
 	// Holding is what the member published with SetState.
 	Holding bool
+	// Interfaces are the interfaces it published as unusable with
+	// SetInterfaces.
+	Interfaces Interfaces
 }
 
 // member is a Member and the address and port it advertises.
@@ -84,6 +87,7 @@ type Cluster struct {
 
 	healthy atomic.Bool
 	holding atomic.Bool
+	down    atomic.Pointer[Interfaces]
 	changed chan struct{}
 
 	// members mirrors memberlist's live members, maintained by events.
@@ -308,6 +312,26 @@ func (c *Cluster) SetState(ctx context.Context, healthy, holding bool) error {
 	return c.publish(ctx, func() { c.healthy.Store(healthy); c.holding.Store(holding) })
 }
 
+// SetHealth publishes this node's health and the interfaces, among those
+// layer-2 pools name, it cannot answer on, in one update: a node whose
+// second interface fails stays a candidate for every other pool. Like
+// SetHealthy, it waits until the update has been gossiped.
+func (c *Cluster) SetHealth(ctx context.Context, healthy bool, down Interfaces) error {
+	down.Down = slices.Sorted(slices.Values(down.Down))
+	if down.Unlisted {
+		down.Down = nil
+	}
+	return c.publish(ctx, func() { c.healthy.Store(healthy); c.down.Store(&down) })
+}
+
+// downInterfaces is what this node last published with SetHealth.
+func (c *Cluster) downInterfaces() Interfaces {
+	if d := c.down.Load(); d != nil {
+		return *d
+	}
+	return Interfaces{}
+}
+
 // publish applies set to this node's metadata and gossips the result if
 // it changed.
 func (c *Cluster) publish(ctx context.Context, set func()) error {
@@ -316,19 +340,20 @@ func (c *Cluster) publish(ctx context.Context, set func()) error {
 	if c.stopped {
 		return ErrShutdown
 	}
-	healthy, holding := c.healthy.Load(), c.holding.Load()
+	healthy, holding, down := c.healthy.Load(), c.holding.Load(), c.downInterfaces()
 	set()
-	if c.healthy.Load() == healthy && c.holding.Load() == holding {
+	if c.healthy.Load() == healthy && c.holding.Load() == holding && c.downInterfaces().Equal(down) {
 		return nil
 	}
 	timeout := defaultUpdateTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
+	down = c.downInterfaces()
 	if err := c.ml.UpdateNode(timeout); err != nil {
-		return fmt.Errorf("publishing health %t, holding %t: %w", c.healthy.Load(), c.holding.Load(), err)
+		return fmt.Errorf("publishing health %t, holding %t, interfaces down %v (unlisted %t): %w", c.healthy.Load(), c.holding.Load(), down.Down, down.Unlisted, err)
 	}
-	c.log.Info("published health", "healthy", c.healthy.Load(), "holding", c.holding.Load())
+	c.log.Info("published health", "healthy", c.healthy.Load(), "holding", c.holding.Load(), "interfacesDown", down.Down, "interfacesUnlisted", down.Unlisted)
 	return nil
 }
 
@@ -389,7 +414,7 @@ func (c *Cluster) setMember(n *memberlist.Node) {
 	c.membersMu.Lock()
 	meta := decodeMeta(n.Meta)
 	c.members[n.Name] = member{
-		Member:  Member{Name: n.Name, Addr: addr, Healthy: meta.healthy, Holding: meta.holding},
+		Member:  Member{Name: n.Name, Addr: addr, Healthy: meta.healthy, Holding: meta.holding, Interfaces: meta.down},
 		addr:    netip.AddrPortFrom(addr, n.Port),
 		keyring: meta.keyring,
 	}

@@ -245,6 +245,29 @@ func TestClusterJoinMembersAndHealth(t *testing.T) {
 		}
 		return true
 	})
+
+	// Interfaces down are published with health, and cleared again.
+	lan2 := Interfaces{Down: []string{"lan2"}}
+	m1Says := func(want Interfaces) func() bool {
+		return func() bool {
+			for _, c := range cs {
+				for _, m := range c.Members() {
+					if m.Name == "m1" && (!m.Healthy || !m.Interfaces.Equal(want)) {
+						return false
+					}
+				}
+			}
+			return true
+		}
+	}
+	if err := cs[0].SetHealth(ctx, true, lan2); err != nil {
+		t.Fatalf("SetHealth(true, lan2 down): %v", err)
+	}
+	waitFor(t, "m1 healthy with lan2 down everywhere", m1Says(lan2))
+	if err := cs[0].SetHealth(ctx, true, Interfaces{}); err != nil {
+		t.Fatalf("SetHealth(true, none down): %v", err)
+	}
+	waitFor(t, "m1 healthy with no interface down everywhere", m1Says(Interfaces{}))
 }
 
 func TestClusterLeave(t *testing.T) {
@@ -459,11 +482,11 @@ func TestLogWriter(t *testing.T) {
 func TestMetaFormat(t *testing.T) {
 	c := &Cluster{}
 	d := delegate{c}
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 0, 0}) || decodeMeta(got).healthy {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 0, 0, 0}) || decodeMeta(got).healthy {
 		t.Errorf("unhealthy meta = %v", got)
 	}
 	c.healthy.Store(true)
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 1, 0}) || !decodeMeta(got).healthy || decodeMeta(got).keyring.Known() {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 1, 0, 0}) || !decodeMeta(got).healthy || decodeMeta(got).keyring.Known() {
 		t.Errorf("healthy meta = %v", got)
 	}
 	for _, m := range [][]byte{nil, {1}, {9, 0}} {
@@ -475,7 +498,7 @@ func TestMetaFormat(t *testing.T) {
 		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
 	}
 	c.holding.Store(true)
-	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{2, 3, 0}) || !decodeMeta(got).holding || !decodeMeta(got).healthy {
+	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 3, 0, 0}) || !decodeMeta(got).holding || !decodeMeta(got).healthy {
 		t.Errorf("holding meta = %v", got)
 	}
 	c.holding.Store(false)
@@ -494,17 +517,66 @@ func TestMetaFormat(t *testing.T) {
 	}
 	c.keyring = kr
 	got := d.NodeMeta(512)
-	want := append([]byte{2, 1, 2}, 0x72, 0xcd, 0x6e, 0x84, 0x22, 0xc4, 0x07, 0xfb)
+	want := append([]byte{3, 1, 2}, 0x72, 0xcd, 0x6e, 0x84, 0x22, 0xc4, 0x07, 0xfb)
 	want = append(want, mustHex(t, memberkey.Fingerprint(other))...)
+	want = append(want, 0)
 	if !bytes.Equal(got, want) {
 		t.Errorf("meta with keys = %x; want %x", got, want)
 	}
 	if diff := cmp.Diff(c.Keyring(), decodeMeta(got).keyring); diff != "" {
 		t.Errorf("keyring after a round trip (-sent +read):\n%s", diff)
 	}
-	if m := decodeMeta(want[:len(want)-1]); m.keyring.Known() || !m.healthy {
+	if m := decodeMeta(want[:len(want)-2]); m.keyring.Known() || !m.healthy {
 		t.Errorf("a truncated keyring reads as %+v; want healthy, no keyring", m)
 	}
+	// A version 2 member (before interfaces were judged) can answer on
+	// every interface.
+	if m := decodeMeta(append([]byte{2}, want[1:len(want)-1]...)); m.down.Unlisted || len(m.down.Down) > 0 || !m.keyring.Known() {
+		t.Errorf("version 2 meta with keys reads as %+v; want the keyring and no interface down", m)
+	}
+}
+
+// TestMetaInterfaces pins version 3's list of interfaces a node cannot
+// answer on, and that whatever cannot be read or carried counts against
+// the node.
+func TestMetaInterfaces(t *testing.T) {
+	c := &Cluster{}
+	c.healthy.Store(true)
+	d := delegate{c}
+	c.down.Store(&Interfaces{Down: []string{"eth1", "vlan20"}})
+	got := d.NodeMeta(512)
+	want := []byte{3, 1, 0, 2, 4, 'e', 't', 'h', '1', 6, 'v', 'l', 'a', 'n', '2', '0'}
+	if !bytes.Equal(got, want) {
+		t.Errorf("meta with eth1 and vlan20 down = %v; want %v", got, want)
+	}
+	if m := decodeMeta(got); !m.healthy || !slices.Equal(m.down.Down, []string{"eth1", "vlan20"}) || m.down.Unlisted {
+		t.Errorf("round trip reads %+v", m)
+	}
+	for name, b := range map[string][]byte{
+		"no list":          {3, 1, 0},
+		"truncated name":   want[:len(want)-1],
+		"missing entry":    {3, 1, 0, 2, 1, 'a'},
+		"empty name":       {3, 1, 0, 1, 0},
+		"explicitly large": {3, 1, 0, metaDownUnlisted},
+	} {
+		if m := decodeMeta(b); !m.down.Unlisted || len(m.down.Down) > 0 || !m.healthy {
+			t.Errorf("%s: %v reads as %+v; want healthy, unlisted", name, b, m)
+		}
+	}
+	// More than fits: the node says so instead of listing some.
+	var many []string
+	for i := range 40 {
+		many = append(many, fmt.Sprintf("interface%05d", i))
+	}
+	c.down.Store(&Interfaces{Down: many})
+	got = d.NodeMeta(512)
+	if len(got) > memberlist.MetaMaxSize {
+		t.Fatalf("meta is %d bytes; memberlist carries %d", len(got), memberlist.MetaMaxSize)
+	}
+	if m := decodeMeta(got); !m.down.Unlisted {
+		t.Errorf("40 long names read as %+v; want unlisted", m.down)
+	}
+
 }
 
 func mustHex(t *testing.T, s string) []byte {

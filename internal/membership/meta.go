@@ -18,11 +18,17 @@ import (
 // speakers of both versions agree on who is a candidate during a rolling
 // upgrade. Version 1 ends there. Version 2 appends the keyring: byte 2 is
 // the number of keys n (0 without encryption), then n fingerprints of
-// memberkey.FingerprintLen bytes each, the primary first.
+// memberkey.FingerprintLen bytes each, the primary first. Version 3
+// appends the interfaces the node cannot answer on: a count d, then d
+// names, each a length byte and the name; d = metaDownUnlisted says there
+// were more than the metadata can carry. A version 2 reader stops after
+// the keyring, so it counts such a node as a candidate for every pool (as
+// it did before interfaces were judged).
 const (
-	metaVersion     = 2
-	metaFlagHealthy = 1 << 0
-	metaFlagHolding = 1 << 1
+	metaVersion      = 3
+	metaFlagHealthy  = 1 << 0
+	metaFlagHolding  = 1 << 1
+	metaDownUnlisted = 0xff
 )
 
 // nodeMeta is what a member publishes about itself.
@@ -30,6 +36,23 @@ type nodeMeta struct {
 	healthy bool
 	holding bool
 	keyring Keyring
+	down    Interfaces
+}
+
+// Interfaces are the interfaces, among those named by layer-2 pools, that a
+// node cannot answer on: down, or absent on that node.
+type Interfaces struct {
+	// Down lists them, sorted.
+	Down []string
+	// Unlisted: there were more than the metadata can carry; Down is
+	// empty, and the node must be taken as unable to answer on any named
+	// interface.
+	Unlisted bool
+}
+
+// Equal reports whether d and o say the same.
+func (d Interfaces) Equal(o Interfaces) bool {
+	return d.Unlisted == o.Unlisted && slices.Equal(d.Down, o.Down)
 }
 
 func (m nodeMeta) encode() []byte {
@@ -42,7 +65,7 @@ func (m nodeMeta) encode() []byte {
 	}
 	b := []byte{metaVersion, flags, 0}
 	if !m.keyring.Known() {
-		return b
+		return m.appendDown(b)
 	}
 	fps := []string{m.keyring.Primary}
 	for _, fp := range m.keyring.Keys {
@@ -54,6 +77,22 @@ func (m nodeMeta) encode() []byte {
 	for _, fp := range fps {
 		raw, _ := hex.DecodeString(fp) // Fingerprint's own output
 		b = append(b, raw...)
+	}
+	return m.appendDown(b)
+}
+
+func (m nodeMeta) appendDown(b []byte) []byte {
+	size := 1
+	for _, n := range m.down.Down {
+		size += 1 + len(n)
+	}
+	if m.down.Unlisted || len(m.down.Down) >= metaDownUnlisted || len(b)+size > memberlist.MetaMaxSize {
+		return append(b, metaDownUnlisted)
+	}
+	b = append(b, byte(len(m.down.Down)))
+	for _, n := range m.down.Down {
+		b = append(b, byte(len(n)))
+		b = append(b, n...)
 	}
 	return b
 }
@@ -67,7 +106,8 @@ func decodeMeta(b []byte) nodeMeta {
 		return m
 	}
 	n := int(b[2])
-	if n == 0 || len(b) < 3+n*memberkey.FingerprintLen {
+	end := 3 + n*memberkey.FingerprintLen
+	if len(b) < end {
 		return m
 	}
 	for i := range n {
@@ -78,14 +118,37 @@ func decodeMeta(b []byte) nodeMeta {
 		m.keyring.Keys = append(m.keyring.Keys, fp)
 	}
 	slices.Sort(m.keyring.Keys)
+	if b[0] >= 3 {
+		m.down = decodeDown(b[end:])
+	}
 	return m
+}
+
+// decodeDown reads version 3's interface list. A list it cannot read
+// counts as unlisted: a node publishing garbage there answers for no pool
+// that names interfaces, rather than for pools it may not reach.
+func decodeDown(b []byte) Interfaces {
+	if len(b) == 0 || b[0] == metaDownUnlisted {
+		return Interfaces{Unlisted: true}
+	}
+	d := Interfaces{}
+	rest := b[1:]
+	for range int(b[0]) {
+		if len(rest) == 0 || len(rest) < 1+int(rest[0]) || rest[0] == 0 {
+			return Interfaces{Unlisted: true}
+		}
+		d.Down = append(d.Down, string(rest[1:1+int(rest[0])]))
+		rest = rest[1+int(rest[0]):]
+	}
+	slices.Sort(d.Down)
+	return d
 }
 
 // delegate publishes this node's metadata; herald sends no user messages.
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(int) []byte {
-	return nodeMeta{healthy: d.c.healthy.Load(), holding: d.c.holding.Load(), keyring: d.c.Keyring()}.encode()
+	return nodeMeta{healthy: d.c.healthy.Load(), holding: d.c.holding.Load(), keyring: d.c.Keyring(), down: d.c.downInterfaces()}.encode()
 }
 func (delegate) NotifyMsg([]byte)                {}
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }

@@ -108,7 +108,7 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		ranker *election.Ranker
 	}
 	l2Cache, bgpCache := map[string]cached{}, map[string]cached{}
-	candidates := func(cache map[string]cached, pool string, sel labels.Selector, local map[string]bool) cached {
+	candidates := func(cache map[string]cached, nodes []election.NodeInfo, pool string, sel labels.Selector, local map[string]bool) cached {
 		if local != nil {
 			c := election.Candidates(nodes, sel, local)
 			return cached{cands: c, ranker: election.NewRanker(c)}
@@ -120,7 +120,8 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		cache[pool] = cached{cands: c, ranker: election.NewRanker(c)}
 		return cache[pool]
 	}
-	pl := placements{nodes: nodes, uses: uses, slotKeys: slotKeys, sorted: sorted}
+	l2n := newL2Nodes(nodes)
+	pl := placements{all: nodes, nodes: l2n.of, uses: uses, slotKeys: slotKeys, sorted: sorted}
 	for _, a := range slices.SortedFunc(func(yield func(netip.Addr) bool) {
 		for a := range uses {
 			if !yield(a) {
@@ -135,14 +136,14 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 			if u.nslots > 1 {
 				owner = pl.owner(p, u.svc, u.slot)
 			} else {
-				owner = candidates(l2Cache, p.Name, p.L2.NodeSelector, u.local).ranker.Owner(u.key)
+				owner = candidates(l2Cache, l2n.of(p), p.Name, p.L2.NodeSelector, u.local).ranker.Owner(u.key)
 			}
 			if owner == self {
 				out.L2 = append(out.L2, L2Announcement{Addr: a, Interfaces: p.L2.Interfaces, Pool: p.Name, Services: u.services})
 			}
 		}
 		if p.BGP != nil {
-			c := candidates(bgpCache, p.Name, p.BGP.NodeSelector, u.local)
+			c := candidates(bgpCache, nodes, p.Name, p.BGP.NodeSelector, u.local)
 			if _, ok := slices.BinarySearch(c.cands, self); ok {
 				out.BGP = append(out.BGP, BGPAnnouncement{Addr: a, Pool: p.Name, Policy: p.BGP, Services: u.services})
 			}
@@ -151,10 +152,53 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 	return out
 }
 
+// l2Nodes gives each layer-2 pool its view of the nodes: a node that
+// cannot answer on any interface the pool names counts as unhealthy for
+// that pool alone, so a second interface going down moves only the
+// addresses of the pools that use it, and BGP and the node's other pools
+// stay where they are.
+type l2Nodes struct {
+	all    []election.NodeInfo
+	anyOff bool // some node has an interface down: the common case copies nothing
+	byPool map[string][]election.NodeInfo
+}
+
+func newL2Nodes(nodes []election.NodeInfo) *l2Nodes {
+	l := &l2Nodes{all: nodes}
+	for i := range nodes {
+		if len(nodes[i].InterfacesDown) > 0 || nodes[i].InterfacesUnlisted {
+			l.anyOff = true
+		}
+	}
+	return l
+}
+
+// of returns the nodes as pool p's layer-2 announcement sees them.
+func (l *l2Nodes) of(p *Pool) []election.NodeInfo {
+	if !l.anyOff || len(p.L2.Interfaces) == 0 {
+		return l.all
+	}
+	if n, ok := l.byPool[p.Name]; ok {
+		return n
+	}
+	n := slices.Clone(l.all)
+	for i := range n {
+		if !n[i].CanAnswerOn(p.L2.Interfaces) {
+			n[i].Healthy = false
+		}
+	}
+	if l.byPool == nil {
+		l.byPool = map[string][]election.NodeInfo{}
+	}
+	l.byPool[p.Name] = n
+	return n
+}
+
 // placements computes, once per Service and pool, where the slots of a
 // Service with several addresses per family are announced over layer 2.
 type placements struct {
-	nodes    []election.NodeInfo
+	all      []election.NodeInfo
+	nodes    func(*Pool) []election.NodeInfo // as the pool's layer 2 sees them
 	uses     map[netip.Addr]*addrUse
 	slotKeys [][]netip.Addr
 	sorted   []Service
@@ -183,7 +227,7 @@ func (pl *placements) owner(p *Pool, svc, slot int) string {
 		return o[slot]
 	}
 	if pl.allUp == nil {
-		pl.allUp = slices.Clone(pl.nodes)
+		pl.allUp = slices.Clone(pl.all)
 		for i := range pl.allUp {
 			pl.allUp[i].Alive, pl.allUp[i].Healthy, pl.allUp[i].NetworkUnavailable = true, true, false
 		}
@@ -210,7 +254,7 @@ func (pl *placements) owner(p *Pool, svc, slot int) string {
 	}
 	if placer == nil {
 		sel := p.L2.NodeSelector
-		placer = election.NewPlacer(election.Candidates(pl.allUp, sel, local), election.Candidates(pl.nodes, sel, local))
+		placer = election.NewPlacer(election.Candidates(pl.allUp, sel, local), election.Candidates(pl.nodes(p), sel, local))
 		if local == nil {
 			pl.placers[p.Name] = placer
 		}

@@ -47,7 +47,10 @@ func (s *Speaker) nodeInfos(members []membership.Member) []election.NodeInfo {
 	for _, n := range nodes {
 		m, alive := byName[n.Name]
 		_, excluded := n.Labels[k8s.LabelExcludeFromLB]
-		info := election.NodeInfo{Name: n.Name, Labels: n.Labels, Excluded: excluded, Alive: alive, Healthy: alive && m.Healthy}
+		info := election.NodeInfo{
+			Name: n.Name, Labels: n.Labels, Excluded: excluded, Alive: alive, Healthy: alive && m.Healthy,
+			InterfacesDown: m.Interfaces.Down, InterfacesUnlisted: m.Interfaces.Unlisted,
+		}
 		for _, c := range n.Status.Conditions {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
 				info.NetworkUnavailable = true

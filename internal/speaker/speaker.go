@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,10 @@ type Config struct {
 	JoinWait time.Duration
 	// Clock paces every wait of the speaker; nil is the real clock.
 	Clock clock.Clock
+	// WatchInterfaces, if set, is given the interfaces the layer-2 pools
+	// name (sorted, each once) whenever they change: the node judges and
+	// publishes each one's state, which the election of those pools uses.
+	WatchInterfaces func(names []string)
 }
 
 // Speaker decides and makes this node's announcements: informers → plan →
@@ -73,6 +78,8 @@ type Speaker struct {
 
 	mu   sync.Mutex
 	last plan.Plan // the plan last applied
+
+	watched []string // last given to WatchInterfaces; reconcile's own
 
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
@@ -264,7 +271,29 @@ func (s *Speaker) reconcile(ctx context.Context) {
 	}
 	s.membersGauge.WithLabelValues("false").Set(float64(len(members) - healthy))
 	s.membersGauge.WithLabelValues("true").Set(float64(healthy))
-	p := plan.Decide(s.input(members))
+	in := s.input(members)
+	s.watchInterfaces(in.Pools)
+	p := plan.Decide(in)
 	s.refused.Set(float64(len(p.Refused)))
 	s.apply(ctx, p)
+}
+
+// watchInterfaces hands the interfaces the layer-2 pools name to
+// WatchInterfaces when they change.
+func (s *Speaker) watchInterfaces(pools []plan.Pool) {
+	if s.cfg.WatchInterfaces == nil {
+		return
+	}
+	var names []string
+	for _, p := range pools {
+		if p.L2 != nil {
+			names = append(names, p.L2.Interfaces...)
+		}
+	}
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	if s.watched != nil && slices.Equal(names, s.watched) {
+		return
+	}
+	s.watched = append([]string{}, names...)
+	s.cfg.WatchInterfaces(names)
 }
