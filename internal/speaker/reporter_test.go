@@ -283,3 +283,28 @@ func TestStatusReportsKeyFingerprints(t *testing.T) {
 		t.Errorf("without encryption the status reports keys %q, primary %q", st.MemberlistKeys, st.MemberlistPrimaryKey)
 	}
 }
+
+// fixedMembers is a membership that says what it is given.
+type fixedMembers []membership.Member
+
+func (m fixedMembers) Members() []membership.Member { return m }
+
+// TestStatusReportsInterfacesDown: the Speaker status lists the
+// interfaces this node published as unusable, and "*" when it had more
+// than it could publish.
+func TestStatusReportsInterfacesDown(t *testing.T) {
+	for _, tc := range []struct {
+		down membership.Interfaces
+		want []string
+	}{
+		{membership.Interfaces{}, nil},
+		{membership.Interfaces{Down: []string{"lan2", "vlan20"}}, []string{"lan2", "vlan20"}},
+		{membership.Interfaces{Unlisted: true}, []string{"*"}},
+	} {
+		members := fixedMembers{{Name: "n0", Healthy: true, Interfaces: membership.Interfaces{Down: []string{"other"}}}, {Name: "n1", Healthy: true, Interfaces: tc.down}}
+		r := NewReporter(ReporterConfig{NodeName: "n1", Objects: fakeInformers(), Members: members})
+		if got := r.status().InterfacesDown; !slices.Equal(got, tc.want) {
+			t.Errorf("with %+v published, status.interfacesDown = %q; want %q", tc.down, got, tc.want)
+		}
+	}
+}

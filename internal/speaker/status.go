@@ -37,6 +37,10 @@ func (r *Reporter) status() heraldv1.SpeakerStatus {
 		st.LiveMembers = append(st.LiveMembers, m.Name)
 		if m.Name == r.cfg.NodeName {
 			st.Healthy = m.Healthy
+			st.InterfacesDown = m.Interfaces.Down
+			if m.Interfaces.Unlisted {
+				st.InterfacesDown = []string{"*"}
+			}
 		}
 	}
 	slices.Sort(st.LiveMembers)

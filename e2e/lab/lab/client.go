@@ -130,7 +130,11 @@ func (l *Lab) MAC(ctx context.Context, node string) (string, error) {
 // ARPReplies sends count ARP requests for addr from node's switch
 // interface and returns the MAC of every reply (lower case, in order).
 func (l *Lab) ARPReplies(ctx context.Context, node string, addr netip.Addr, count int) ([]string, error) {
-	iface := l.Topo.Iface(node, topology.RoleSwitch)
+	return l.ARPRepliesOn(ctx, node, l.Topo.Iface(node, topology.RoleSwitch), addr, count)
+}
+
+// ARPRepliesOn is ARPReplies from node's interface iface.
+func (l *Lab) ARPRepliesOn(ctx context.Context, node, iface string, addr netip.Addr, count int) ([]string, error) {
 	out, err := l.Exec(ctx, node, "arping", "-c", strconv.Itoa(count), "-w", strconv.Itoa(count+1), "-I", iface, addr.String())
 	var macs []string
 	for _, line := range strings.Split(out, "\n") {

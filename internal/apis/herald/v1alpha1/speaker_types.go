@@ -47,6 +47,19 @@ type SpeakerStatus struct {
 	// +optional
 	Healthy bool `json:"healthy"`
 
+	// interfacesDown are the interfaces named by layer-2 pools
+	// (announce.layer2.interfaces) that this node cannot answer on: down,
+	// without carrier, or absent. The pools naming none of its other
+	// interfaces are answered by other nodes; the node's other pools and
+	// BGP are unaffected. "*" alone: more were down than the speakers'
+	// memberlist metadata carries, and every named interface counts as
+	// down.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=15
+	InterfacesDown []string `json:"interfacesDown,omitempty"`
+
 	// members is how many speakers (this one included) this node sees
 	// alive in the memberlist cluster. Nodes that disagree indicate a
 	// partition.
