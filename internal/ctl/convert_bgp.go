@@ -2,8 +2,10 @@ package ctl
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,269 +16,499 @@ import (
 )
 
 // The BGP half of import-metallb: communities, BGPAdvertisements and
-// BGPPeers. A value MetalLB takes that herald cannot express is reported,
-// never widened.
+// BGPPeers.
 
 var plainCommunity = regexp.MustCompile(`^[0-9]{1,5}:[0-9]{1,5}$`)
 var largeCommunity = regexp.MustCompile(`^[0-9]{1,10}:[0-9]{1,10}:[0-9]{1,10}$`)
 
-// communities resolves an advertisement's communities: Community aliases
-// (from a Community object in the advertisement's namespace), "large:"
-// values, and plain ASN:VALUE.
-func (c *converter) communities(a *mlbBGPAdv) (plain, large []string) {
+// parseCommunity reads a community value as MetalLB does: "ASN:VALUE"
+// with 16-bit numbers, or "large:GLOBAL:LOCAL1:LOCAL2" with 32-bit ones.
+// It returns the herald value, whether it is large, and why it is no
+// community ("" when it is one).
+func parseCommunity(v string) (string, bool, string) {
+	fits := func(s string, bits int) bool {
+		for _, n := range strings.Split(s, ":") {
+			if _, err := strconv.ParseUint(n, 10, bits); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	if rest, ok := strings.CutPrefix(v, "large:"); ok {
+		if !largeCommunity.MatchString(rest) || !fits(rest, 32) {
+			return "", true, "not large:GLOBAL:LOCAL1:LOCAL2 with numbers in 0..4294967295"
+		}
+		return rest, true, ""
+	}
+	if !plainCommunity.MatchString(v) {
+		return "", false, "not ASN:VALUE"
+	}
+	if !fits(v, 16) {
+		return "", false, "ASN:VALUE with a number above 65535"
+	}
+	return v, false, ""
+}
+
+// checkCommunities refuses Community objects MetalLB would refuse: an
+// alias defined twice, or a value that is no community.
+func (c *converter) checkCommunities() {
+	defined := map[string]string{}
+	for i := range c.in.communities {
+		cm := &c.in.communities[i]
+		for j, e := range cm.Spec.Communities {
+			field := fmt.Sprintf("spec.communities[%d]", j)
+			if _, _, why := parseCommunity(e.Value); why != "" {
+				c.r.refuse(cm.ref(), field, "alias %q: value %q is %s (MetalLB refuses it too)", e.Name, e.Value, why)
+			}
+			key := cm.Metadata.Namespace + "/" + e.Name
+			if prev, dup := defined[key]; dup {
+				c.r.refuse(cm.ref(), field, "alias %q is also defined in %s (MetalLB refuses it too)", e.Name, prev)
+			}
+			defined[key] = cm.ref()
+		}
+	}
+}
+
+// resolveCommunity finds raw among the Community aliases of namespace ns:
+// the value, and the Community that defines it ("" when raw is no alias).
+func (c *converter) resolveCommunity(ns, raw string) (string, string) {
+	for i := range c.in.communities {
+		cm := &c.in.communities[i]
+		if cm.Metadata.Namespace != ns {
+			continue
+		}
+		for _, e := range cm.Spec.Communities {
+			if e.Name == raw {
+				return e.Value, cm.ref()
+			}
+		}
+	}
+	return raw, ""
+}
+
+// communities resolves an advertisement's communities: aliases (from a
+// Community object in the advertisement's namespace), "large:" values,
+// and plain ASN:VALUE. ok is false when one is neither.
+func (c *converter) communities(a *mlbBGPAdv) (plain, large []string, ok bool) {
+	ok = true
 	for _, raw := range a.Spec.Communities {
-		v := raw
-		for _, cm := range c.in.communities {
-			if cm.Metadata.Namespace != a.Metadata.Namespace {
+		v, from := c.resolveCommunity(a.Metadata.Namespace, raw)
+		if from != "" {
+			if c.r.refused[from] {
+				c.r.refuse(a.ref(), "spec.communities", "alias %q comes from %s, which is refused", raw, from)
+				ok = false
 				continue
 			}
-			for _, e := range cm.Spec.Communities {
-				if e.Name == raw {
-					v = e.Value
-				}
+			if !slices.Contains(c.communitiesUsed[a.ref()], from) {
+				c.communitiesUsed[a.ref()] = append(c.communitiesUsed[a.ref()], from)
 			}
 		}
+		val, isLarge, why := parseCommunity(v)
 		switch {
-		case plainCommunity.MatchString(v):
-			plain = append(plain, v)
-		case strings.HasPrefix(v, "large:") && largeCommunity.MatchString(strings.TrimPrefix(v, "large:")):
-			large = append(large, strings.TrimPrefix(v, "large:"))
-		case slices.Contains([]string{"no-export", "no-advertise", "no-export-subconfed", "no-peer", "blackhole"}, v):
-			plain = append(plain, v)
+		case why != "" && from == "":
+			c.r.refuse(a.ref(), "spec.communities", "%q is %s, and no Community in %s defines it as an alias (MetalLB refuses it too)", raw, why, a.Metadata.Namespace)
+			ok = false
+		case why != "":
+			ok = false // reported with the Community
+		case isLarge:
+			large = append(large, val)
 		default:
-			c.diag("%s spec.communities: %q is not ASN:VALUE, large:GLOBAL:LOCAL1:LOCAL2 or the name of an entry of a Community in %s: dropped", a.ref(), raw, a.Metadata.Namespace)
+			plain = append(plain, val)
 		}
 	}
 	slices.Sort(plain)
 	slices.Sort(large)
-	return slices.Compact(plain), slices.Compact(large)
+	return slices.Compact(plain), slices.Compact(large), ok
 }
 
-func (c *converter) bgpAnnounce(p *mlbPool, advs []*mlbBGPAdv) *heraldv1.BGPAnnounce {
-	out := &heraldv1.BGPAnnounce{}
-	names := refs(advs, func(a *mlbBGPAdv) string { return a.ref() })
-	pool := p.Metadata.Name
+func (c *converter) checkBGPAdv(a *mlbBGPAdv) {
+	ref := a.ref()
+	c.checkPoolSelection(&a.mlbObject, &a.Spec.mlbSelection)
+	c.checkSelectors(ref, "spec.nodeSelectors", a.Spec.NodeSelectors)
+	if len(a.Spec.ServiceSelectors) > 0 {
+		c.r.refuse(ref, "spec.serviceSelectors", "herald advertises every Service of a pool alike; it cannot advertise only some Services' addresses, and advertising all would be wider")
+	}
+	if l := a.Spec.AggregationLength; l != nil && (*l < 0 || *l > 32) {
+		c.r.refuse(ref, "spec.aggregationLength", "%d is not a prefix length of 0..32 (MetalLB refuses it too)", *l)
+	}
+	if l := a.Spec.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
+		c.r.refuse(ref, "spec.aggregationLengthV6", "%d is not a prefix length of 0..128 (MetalLB refuses it too)", *l)
+	}
+	plain, large, _ := c.communities(a)
+	c.advCommunities[ref] = [2][]string{plain, large}
+	peers := map[string]bool{}
+	for _, p := range c.in.peers {
+		peers[p.Metadata.Name] = true
+	}
+	for _, n := range a.Spec.Peers {
+		if !peers[n] {
+			c.r.note("%s spec.peers: BGPPeer %q is not in the input: kept in announce.bgp.peers, so the pool is advertised to it once a BGPPeer of that name exists, as with MetalLB", ref, n)
+		}
+	}
+}
 
-	// Peers: the union; any advertisement without peers means all.
-	var peers []string
-	allPeers := false
-	for _, a := range advs {
-		if len(a.Spec.Peers) == 0 {
-			allPeers = true
-		}
-		peers = append(peers, a.Spec.Peers...)
-	}
-	if !allPeers {
-		slices.Sort(peers)
-		out.Peers = slices.Compact(peers)
-	}
+// bgpAttrs are the route attributes of one advertisement: herald has one
+// set per pool.
+type bgpAttrs struct {
+	agg, agg6  int32
+	localPref  uint32
+	plain      []string
+	large      []string
+	aggSet     bool
+	agg6Set    bool
+	peers      []string // sorted; nil: every peer
+	nodeSelSet [][]metav1.LabelSelector
+}
 
-	var sels [][]metav1.LabelSelector
-	for _, a := range advs {
-		sels = append(sels, a.Spec.NodeSelectors)
+func (x bgpAttrs) String() string {
+	s := fmt.Sprintf("aggregationLength %d, aggregationLengthV6 %d", x.agg, x.agg6)
+	if x.localPref != 0 {
+		s += fmt.Sprintf(", localPref %d", x.localPref)
 	}
-	var ok bool
-	if out.NodeSelector, ok = advNodeSelector(sels); !ok {
-		if len(advs) == 1 {
-			c.diag("%s spec.nodeSelectors: %d selectors (any may match) cannot be expressed as herald's one announce.bgp.nodeSelector of IPPool %s: left unset, so every node may announce", advs[0].ref(), len(advs[0].Spec.NodeSelectors), pool)
-		} else {
-			c.diag("%s spec.nodeSelectors: the nodes these advertisements select for %s cannot be expressed as herald's one announce.bgp.nodeSelector of IPPool %s: left unset, so every node may announce", names, p.ref(), pool)
-		}
+	if len(x.plain)+len(x.large) > 0 {
+		s += ", communities " + strings.Join(append(slices.Clone(x.plain), x.large...), " ")
 	}
+	return s
+}
 
-	// Per-route attributes: herald has one set per pool.
-	type attrs struct {
-		agg, agg6 int32
-		aggSet    bool
-		agg6Set   bool
-		localPref uint32
-		plain     []string
-		large     []string
+func (x bgpAttrs) sameRoute(y bgpAttrs) bool {
+	return x.agg == y.agg && x.agg6 == y.agg6 && x.localPref == y.localPref &&
+		slices.Equal(x.plain, y.plain) && slices.Equal(x.large, y.large)
+}
+
+func (c *converter) attrs(a *mlbBGPAdv) bgpAttrs {
+	x := bgpAttrs{agg: 32, agg6: 128, localPref: a.Spec.LocalPref}
+	if a.Spec.AggregationLength != nil {
+		x.agg, x.aggSet = *a.Spec.AggregationLength, true
 	}
-	var all []attrs
-	for _, a := range advs {
-		x := attrs{agg: 32, agg6: 128, localPref: a.Spec.LocalPref}
-		if a.Spec.AggregationLength != nil {
-			x.agg, x.aggSet = *a.Spec.AggregationLength, true
-		}
-		if a.Spec.AggregationLengthV6 != nil {
-			x.agg6, x.agg6Set = *a.Spec.AggregationLengthV6, true
-		}
-		x.plain, x.large = c.communities(a)
-		all = append(all, x)
+	if a.Spec.AggregationLengthV6 != nil {
+		x.agg6, x.agg6Set = *a.Spec.AggregationLengthV6, true
 	}
-	list := func(get func(attrs) string) string {
+	comms := c.advCommunities[a.ref()]
+	x.plain, x.large = comms[0], comms[1]
+	if len(a.Spec.Peers) > 0 {
+		x.peers = sortedCopy(a.Spec.Peers)
+	}
+	return x
+}
+
+// bgpAnnounce folds the BGPAdvertisements of p into herald's one
+// announce.bgp. Several fold exactly when they give their routes the same
+// attributes and either name the same peers or select the same nodes:
+// then the union of their nodes (or peers) is what MetalLB announces too.
+// Otherwise herald would send some peer routes MetalLB does not, or with
+// other attributes. It returns the advertisements the result stands for
+// (fewer with --allow-lossy) and whether the pool may still be converted.
+func (c *converter) bgpAnnounce(p *mlbPool, spec *heraldv1.IPPoolSpec, advs []*mlbBGPAdv) (*heraldv1.BGPAnnounce, []*mlbBGPAdv, bool) {
+	ref, pool := p.ref(), p.Metadata.Name
+	all := make([]bgpAttrs, len(advs))
+	sels := make([][]metav1.LabelSelector, len(advs))
+	sameAttrs, samePeers := true, true
+	for i, a := range advs {
+		all[i] = c.attrs(a)
+		sels[i] = a.Spec.NodeSelectors
+		sameAttrs = sameAttrs && all[i].sameRoute(all[0])
+		samePeers = samePeers && slices.Equal(all[i].peers, all[0].peers)
+	}
+	if !sameAttrs || (!samePeers && !sameSelectors(sels)) {
 		var parts []string
 		for i, a := range advs {
-			parts = append(parts, fmt.Sprintf("%s: %s", a.Metadata.Namespace+"/"+a.Metadata.Name, get(all[i])))
-		}
-		return strings.Join(parts, ", ")
-	}
-	differ := func(get func(attrs) string) bool {
-		for _, x := range all {
-			if get(x) != get(all[0]) {
-				return true
+			peers := "every peer"
+			if all[i].peers != nil {
+				peers = "peers " + strings.Join(all[i].peers, " ")
 			}
+			parts = append(parts, fmt.Sprintf("%s: %s, to %s", a.ref(), all[i], peers))
 		}
-		return false
+		why := "its BGPAdvertisements give their routes different attributes"
+		if sameAttrs {
+			why = "its BGPAdvertisements send routes to different peers from different nodes"
+		}
+		if !c.r.narrow(ref, "", fmt.Sprintf("%s (%s); herald's IPPool %s sends one set of routes, with one set of attributes, from every announcing node to every peer in announce.bgp.peers",
+			why, strings.Join(parts, "; "), pool),
+			"only "+advs[0].ref()+" is converted for this pool") {
+			return nil, advs, false
+		}
+		advs, all, sels = advs[:1], all[:1], sels[:1]
 	}
 
-	aggStr := func(x attrs) string { return fmt.Sprint(x.agg) }
-	var maxAgg, maxAgg6 int32
-	aggSet, agg6Set := false, false
-	for _, x := range all {
-		maxAgg, maxAgg6 = max(maxAgg, x.agg), max(maxAgg6, x.agg6)
-		aggSet, agg6Set = aggSet || x.aggSet, agg6Set || x.agg6Set
-	}
-	if differ(aggStr) {
-		c.diag("BGPAdvertisement.aggregationLength differs between the advertisements of %s (%s); herald's IPPool %s has one: using %d, the longest, so no aggregate covers addresses outside it", p.ref(), list(aggStr), pool, maxAgg)
-	}
-	if aggSet {
-		out.AggregationLength = ptr.To(maxAgg)
-	}
-	agg6Str := func(x attrs) string { return fmt.Sprint(x.agg6) }
-	if differ(agg6Str) {
-		c.diag("BGPAdvertisement.aggregationLengthV6 differs between the advertisements of %s (%s); herald's IPPool %s has one: using %d, the longest", p.ref(), list(agg6Str), pool, maxAgg6)
-	}
-	if agg6Set {
-		out.AggregationLengthV6 = ptr.To(maxAgg6)
-	}
-
-	lpStr := func(x attrs) string {
-		if x.localPref == 0 {
-			return "unset"
-		}
-		return fmt.Sprint(x.localPref)
-	}
-	var lp uint32
-	for _, x := range all {
-		if x.localPref != 0 {
-			lp = x.localPref
+	out := &heraldv1.BGPAnnounce{}
+	x := all[0]
+	var peers []string
+	for _, a := range all {
+		if a.peers == nil {
+			peers = nil
 			break
 		}
+		peers = append(peers, a.peers...)
 	}
-	if differ(lpStr) {
-		c.diag("BGPAdvertisement.localPref differs between the advertisements of %s (%s); herald's IPPool %s has one: using %d", p.ref(), list(lpStr), pool, lp)
+	slices.Sort(peers)
+	out.Peers = slices.Compact(peers)
+	if x.aggSet {
+		out.AggregationLength = ptr.To(x.agg)
 	}
-	if lp != 0 {
-		out.LocalPref = ptr.To(lp)
+	if x.agg6Set {
+		out.AggregationLengthV6 = ptr.To(x.agg6)
 	}
+	if x.localPref != 0 {
+		out.LocalPref = ptr.To(x.localPref)
+	}
+	out.Communities, out.LargeCommunities = x.plain, x.large
 
-	var plain, large []string
-	for _, x := range all {
-		plain, large = append(plain, x.plain...), append(large, x.large...)
+	ok := c.checkAggregation(p, spec, x)
+	sel, exact, first := advNodeSelector(sels)
+	if !exact {
+		if !c.r.narrow(ref, "", fmt.Sprintf("the nodeSelectors of %s (any may match) cannot be folded into herald's one announce.bgp.nodeSelector of IPPool %s",
+			refs(advs, func(a *mlbBGPAdv) string { return a.ref() }), pool),
+			"only the first selector is kept: nodes only the others select do not announce") {
+			return nil, advs, false
+		}
+		sel = first
 	}
-	slices.Sort(plain)
-	slices.Sort(large)
-	out.Communities, out.LargeCommunities = slices.Compact(plain), slices.Compact(large)
-	commStr := func(x attrs) string { return fmt.Sprint(append(slices.Clone(x.plain), x.large...)) }
-	if differ(commStr) {
-		c.diag("BGPAdvertisement.communities differ between the advertisements of %s (%s); herald's IPPool %s attaches one set to every route: using the union", p.ref(), list(commStr), pool)
-	}
-	if len(advs) > 1 && (differ(aggStr) || differ(agg6Str) || differ(lpStr) || differ(commStr)) && !samePeers(advs) {
-		c.diag("BGPAdvertisement.peers: the advertisements of %s send different attributes to different peers (%s); herald sends the same routes to every peer in announce.bgp.peers of IPPool %s", p.ref(), names, pool)
-	}
-	return out
+	out.NodeSelector = sel
+	return out, advs, ok
 }
 
-func samePeers(advs []*mlbBGPAdv) bool {
-	for _, a := range advs {
-		if !slices.Equal(sortedCopy(a.Spec.Peers), sortedCopy(advs[0].Spec.Peers)) {
-			return false
+// checkAggregation refuses an aggregation length shorter than one of the
+// pool's CIDRs: the aggregate would cover addresses outside the pool, and
+// both MetalLB and herald's API refuse it.
+func (c *converter) checkAggregation(p *mlbPool, spec *heraldv1.IPPoolSpec, x bgpAttrs) bool {
+	ok := true
+	for _, a := range spec.Addresses {
+		pfx, err := netip.ParsePrefix(a)
+		if err != nil {
+			continue // a range
 		}
+		l, field := x.agg, "aggregationLength"
+		if pfx.Addr().Is6() {
+			l, field = x.agg6, "aggregationLengthV6"
+		}
+		if int(l) < pfx.Bits() {
+			c.r.refuse(p.ref(), "spec.addresses", "%s is longer than the %s %d its BGPAdvertisements give it: the aggregate would cover addresses outside the pool (MetalLB refuses it too)", a, field, l)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// checkBFDProfiles reports the BFDProfiles: herald has no BFD. Dropping
+// BFD announces nothing more widely (the same routes from the same nodes
+// to the same peers), it only leaves failure detection to the hold time.
+func (c *converter) checkBFDProfiles() {
+	for _, b := range c.in.bfd {
+		c.r.narrow(b.ref(), "", "herald has no BFD",
+			"not converted; the BGPPeers that use it are converted without BFD, and a failed session is noticed when its hold time expires")
+	}
+}
+
+// bgpSeconds is how MetalLB hands a BGP timer to its BGP daemon: whole
+// seconds, the fraction cut off.
+func bgpSeconds(d time.Duration) time.Duration {
+	return d.Truncate(time.Second)
+}
+
+// timers carries holdTime and keepaliveTime over as MetalLB applies them:
+// a missing one derived from the other (hold = 3 × keepalive, keepalive =
+// hold / 3), both cut to whole seconds. It reports whether herald can
+// hold them.
+func (c *converter) timers(p *mlbPeer, out *heraldv1.BGPPeerSpec) bool {
+	s, ref := p.Spec, p.ref()
+	if s.HoldTime == nil && s.KeepaliveTime == nil {
+		return true
+	}
+	var hold, ka time.Duration
+	switch {
+	case s.HoldTime != nil && s.KeepaliveTime != nil:
+		hold, ka = s.HoldTime.Duration, s.KeepaliveTime.Duration
+	case s.HoldTime != nil:
+		hold, ka = s.HoldTime.Duration, s.HoldTime.Duration/3
+	default:
+		hold, ka = 3*s.KeepaliveTime.Duration, s.KeepaliveTime.Duration
+	}
+	if hold < 0 || ka < 0 {
+		c.r.refuse(ref, "spec.holdTime", "negative timers (MetalLB refuses them too)")
+		return false
+	}
+	h, k := bgpSeconds(hold), bgpSeconds(ka)
+	for _, t := range []struct {
+		field string
+		in    *metav1.Duration
+	}{{"holdTime", s.HoldTime}, {"keepaliveTime", s.KeepaliveTime}} {
+		if t.in != nil && bgpSeconds(t.in.Duration) != t.in.Duration {
+			c.r.note("%s spec.%s: %v is not whole seconds; MetalLB cuts it to %v, and so does the conversion", ref, t.field, t.in.Duration, bgpSeconds(t.in.Duration))
+		}
+	}
+	switch {
+	case h != 0 && h < 3*time.Second:
+		c.r.refuse(ref, "spec.holdTime", "%v: a hold time is 0 or at least 3s (RFC 4271; MetalLB refuses it too)", h)
+		return false
+	case h > 65535*time.Second:
+		c.r.refuse(ref, "spec.holdTime", "%v: above 65535s, the longest hold time BGP can carry (herald's API refuses it)", h)
+		return false
+	case ka > hold:
+		c.r.refuse(ref, "spec.keepaliveTime", "%v is longer than the hold time %v (MetalLB refuses it too)", ka, hold)
+		return false
+	case k == 0 && h != 0:
+		// RFC 4271 sends keepalives only to keep the peer's hold timer
+		// from expiring; 0 means none. herald's keepaliveTime is at least
+		// 1s, and unset it sends them every third of the hold time, which
+		// keeps up a session MetalLB lets expire: not narrower.
+		c.r.refuse(ref, "spec.keepaliveTime", "0s with a hold time of %v: no keepalives, so the router drops the session whenever no UPDATE arrives for %v; herald always sends keepalives on a session with a hold time (keepaliveTime 1s..21845s, or unset: a third of the hold time), so no herald BGPPeer means the same", h, h)
+		return false
+	case k == h && h != 0:
+		c.r.refuse(ref, "spec.keepaliveTime", "%v equals the hold time: herald's API wants keepaliveTime shorter than holdTime, and a keepalive sent as the hold timer expires keeps no session up", k)
+		return false
+	case k > 21845*time.Second:
+		c.r.refuse(ref, "spec.keepaliveTime", "%v: above 21845s, a third of the longest hold time (herald's API refuses it)", k)
+		return false
+	}
+	out.HoldTime = &metav1.Duration{Duration: h}
+	if k != 0 && s.KeepaliveTime != nil {
+		out.KeepaliveTime = &metav1.Duration{Duration: k}
 	}
 	return true
 }
 
-// wholeSeconds rounds d to seconds, as herald's BGPPeer durations are.
-func wholeSeconds(d *metav1.Duration) (*metav1.Duration, bool) {
-	if d == nil {
-		return nil, true
-	}
-	r := d.Round(time.Second)
-	return &metav1.Duration{Duration: r}, r == d.Duration
+// parseIP accepts an address herald's API takes: no zone.
+func parseIP(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	return a, err == nil && a.Zone() == ""
 }
 
 func (c *converter) peer(p *mlbPeer) (heraldv1.BGPPeer, bool) {
-	s := p.Spec
-	name := p.Metadata.Name
+	s, ref, name := p.Spec, p.ref(), p.Metadata.Name
 	out := heraldv1.BGPPeer{
 		TypeMeta:   metav1.TypeMeta{APIVersion: heraldv1.SchemeGroupVersion.String(), Kind: "BGPPeer"},
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 	}
-	if s.PeerAddress == "" {
-		if s.Interface != "" {
-			c.diag("%s spec.interface: herald has no unnumbered BGP (sessions over an interface's link-local address): not converted", p.ref())
-		} else {
-			c.diag("%s spec.peerAddress: missing: not converted", p.ref())
-		}
-		return out, false
+	ok := !c.r.refused[ref]
+	fail := func(field, format string, args ...any) {
+		c.r.refuse(ref, field, format, args...)
+		ok = false
 	}
 	out.Spec.MyASN = s.MyASN
+	if s.MyASN == 0 {
+		fail("spec.myASN", "missing or 0 (MetalLB refuses it too)")
+	}
 	out.Spec.PeerASN = s.PeerASN
 	switch {
+	case s.PeerASN != 0 && s.DynamicASN != "":
+		fail("spec.dynamicASN", "set together with peerASN (MetalLB refuses it too)")
 	case s.PeerASN != 0:
 	case s.DynamicASN == "internal":
 		out.Spec.PeerASN = s.MyASN
+	case s.DynamicASN == "":
+		fail("spec.peerASN", "neither peerASN nor dynamicASN is set (MetalLB refuses it too)")
 	default:
-		c.diag("%s spec.dynamicASN: %q: herald needs a fixed peerASN: not converted", p.ref(), s.DynamicASN)
-		return out, false
+		fail("spec.dynamicASN", "%q: herald needs a fixed peerASN, and accepting any AS but its own has no narrower form herald can hold without knowing the router's AS", s.DynamicASN)
 	}
-	out.Spec.PeerAddress = s.PeerAddress
-	out.Spec.SourceAddress = s.SourceAddress
-	if s.PeerPort != 0 {
-		out.Spec.PeerPort = ptr.To(s.PeerPort)
-	}
-	var exact bool
-	for _, d := range []struct {
-		field string
-		in    *metav1.Duration
-		out   **metav1.Duration
-	}{
-		{"holdTime", s.HoldTime, &out.Spec.HoldTime},
-		{"keepaliveTime", s.KeepaliveTime, &out.Spec.KeepaliveTime},
-		{"connectTime", s.ConnectTime, &out.Spec.ConnectTime},
-	} {
-		if *d.out, exact = wholeSeconds(d.in); !exact {
-			c.diag("%s spec.%s: %v is not whole seconds (BGP carries seconds): rounded to %v", p.ref(), d.field, d.in.Duration, (*d.out).Duration)
-		}
-	}
-	if h := out.Spec.HoldTime; h != nil && h.Duration != 0 && h.Duration < 3*time.Second {
-		c.diag("%s spec.holdTime: %v is below the 3s minimum of RFC 4271: raised to 3s", p.ref(), h.Duration)
-		h.Duration = 3 * time.Second
-	}
-	out.Spec.EBGPMultiHop = s.EBGPMultiHop
-	out.Spec.GracefulRestart = s.EnableGracefulRestart
-	out.Spec.RouterID = s.RouterID
-	var ok bool
-	if out.Spec.NodeSelector, ok = oneSelector(s.NodeSelectors); !ok {
-		c.diag("%s spec.nodeSelectors: %d selectors (any may match) cannot be expressed as herald's one nodeSelector of BGPPeer %s: left unset, so every node opens a session", p.ref(), len(s.NodeSelectors), name)
+	if s.LocalASN != 0 {
+		fail("spec.localASN", "%d: herald has no per-session local AS (local-as); the router would see myASN %d instead", s.LocalASN, s.MyASN)
 	}
 	switch {
-	case s.Password != "" && s.PasswordSecret != nil:
-		c.diag("%s spec.password and spec.passwordSecret are both set (MetalLB refuses this): the inline password is dropped", p.ref())
-		fallthrough
-	case s.PasswordSecret != nil:
+	case s.Interface != "" && s.PeerAddress != "":
+		fail("spec.interface", "set together with peerAddress (MetalLB refuses it too)")
+	case s.Interface != "":
+		fail("spec.interface", "%q: herald has no unnumbered BGP (sessions over an interface's link-local address)", s.Interface)
+	case s.PeerAddress == "":
+		fail("spec.peerAddress", "missing (MetalLB refuses it too)")
+	}
+	peerAddr, peerOK := parseIP(s.PeerAddress)
+	if s.PeerAddress != "" && !peerOK {
+		fail("spec.peerAddress", "%q is not an IP address herald's API accepts", s.PeerAddress)
+	}
+	out.Spec.PeerAddress = s.PeerAddress
+	if s.SourceAddress != "" {
+		src, srcOK := parseIP(s.SourceAddress)
+		switch {
+		case !srcOK:
+			fail("spec.sourceAddress", "%q is not an IP address herald's API accepts", s.SourceAddress)
+		case peerOK && src.Is4() != peerAddr.Is4():
+			fail("spec.sourceAddress", "%s and peerAddress %s are of different families: no session can be opened from one to the other, and herald's API refuses it", s.SourceAddress, s.PeerAddress)
+		}
+		out.Spec.SourceAddress = s.SourceAddress
+	}
+	if s.PeerPort != 0 {
+		out.Spec.PeerPort = ptr.To(s.PeerPort)
+		if s.PeerPort < 1 || s.PeerPort > 65535 {
+			fail("spec.peerPort", "%d is not a TCP port", s.PeerPort)
+		}
+	}
+	if !c.timers(p, &out.Spec) {
+		ok = false
+	}
+	if ct := s.ConnectTime; ct != nil {
+		if ct.Duration != bgpSeconds(ct.Duration) || ct.Duration < time.Second || ct.Duration > 65535*time.Second {
+			fail("spec.connectTime", "%v: not whole seconds between 1s and 65535s (MetalLB refuses it too)", ct.Duration)
+		}
+		out.Spec.ConnectTime = &metav1.Duration{Duration: ct.Duration}
+	}
+	out.Spec.EBGPMultiHop = s.EBGPMultiHop
+	if s.EBGPMultiHop && s.PeerASN != 0 && s.PeerASN == s.MyASN {
+		fail("spec.ebgpMultiHop", "set on an iBGP peer (MetalLB refuses it too)")
+	}
+	out.Spec.GracefulRestart = s.EnableGracefulRestart
+	if s.RouterID != "" {
+		if a, valid := parseIP(s.RouterID); !valid || !a.Is4() {
+			fail("spec.routerID", "%q: a BGP router ID is 32 bits, and herald's routerID an IPv4 address", s.RouterID)
+		}
+		out.Spec.RouterID = s.RouterID
+	}
+	if c.checkSelectors(ref, "spec.nodeSelectors", s.NodeSelectors) {
+		var exact bool
+		if out.Spec.NodeSelector, exact = oneSelector(s.NodeSelectors); !exact {
+			if c.r.narrow(ref, "spec.nodeSelectors", foldReason(len(s.NodeSelectors), "nodeSelector"),
+				"only the first selector is kept: nodes only the others select open no session") {
+				out.Spec.NodeSelector = &s.NodeSelectors[0]
+			} else {
+				ok = false
+			}
+		}
+	} else {
+		ok = false
+	}
+	if !c.password(p, &out) {
+		ok = false
+	}
+	if s.BFDProfile != "" && !c.r.narrow(ref, "spec.bfdProfile", fmt.Sprintf("%q: herald has no BFD", s.BFDProfile),
+		"converted without BFD: the same routes to the same peers, but a failed session is noticed only when its hold time expires") {
+		ok = false
+	}
+	if s.VRFName != "" {
+		fail("spec.vrf", "%q: herald opens sessions in the default VRF only, where the peer address may reach another router", s.VRFName)
+	}
+	if s.DisableMP {
+		fail("spec.disableMP", "herald offers IPv4 and IPv6 on every session (MP-BGP); it cannot keep one family off a session")
+	}
+	if !ok {
+		return out, false
+	}
+	c.comment("BGPPeer", name, "from %s", ref)
+	return out, true
+}
+
+// password carries the session password over: herald reads it only from
+// a Secret in its own namespace.
+func (c *converter) password(p *mlbPeer, out *heraldv1.BGPPeer) bool {
+	s, ref := p.Spec, p.ref()
+	secret := s.PasswordSecret != nil && s.PasswordSecret.Name != ""
+	switch {
+	case s.Password != "" && secret:
+		c.r.refuse(ref, "spec.password", "set together with passwordSecret (MetalLB refuses it too)")
+		return false
+	case secret:
 		out.Spec.PasswordSecretRef = &heraldv1.SecretKeyRef{Name: s.PasswordSecret.Name, Key: "password"}
 		ns := s.PasswordSecret.Namespace
 		if ns == "" {
 			ns = p.Metadata.Namespace
 		}
-		c.diag("%s spec.passwordSecret: herald reads the Secret from its own namespace: copy Secret %s/%s (key \"password\") there", p.ref(), ns, s.PasswordSecret.Name)
+		c.r.note("%s spec.passwordSecret: herald reads the Secret from its own namespace: copy Secret %s/%s (key \"password\") there", ref, ns, s.PasswordSecret.Name)
 	case s.Password != "":
-		c.diag("%s spec.password: inline passwords cannot be carried over; herald takes BGP passwords only from Secrets: create a Secret in herald's namespace with the password under key \"password\" and set passwordSecretRef (placeholder comment in the output)", p.ref())
-		c.comment("BGPPeer", name, "TODO: MetalLB had an inline password; put it in a Secret in herald's namespace and add:")
-		c.comment("BGPPeer", name, "  passwordSecretRef: {name: %s-bgp-password, key: password}", name)
+		if !c.r.narrow(ref, "spec.password", "herald takes BGP passwords only from a Secret, and the importer writes no Secret",
+			"converted without a password, with a TODO comment: the router refuses the session until passwordSecretRef names a Secret in herald's namespace holding it") {
+			return false
+		}
+		c.comment("BGPPeer", out.Name, "TODO: MetalLB had an inline password; put it in a Secret in herald's namespace and add:")
+		c.comment("BGPPeer", out.Name, "  passwordSecretRef: {name: %s-bgp-password, key: password}", out.Name)
 	}
-	if s.BFDProfile != "" {
-		c.diag("%s spec.bfdProfile: %q: herald has no BFD; failure detection falls back to the hold time: dropped", p.ref(), s.BFDProfile)
-	}
-	if s.VRFName != "" {
-		c.diag("%s spec.vrf: %q: herald opens sessions in the default VRF only: dropped, the session will be opened from the default VRF", p.ref(), s.VRFName)
-	}
-	if s.DisableMP {
-		c.diag("%s spec.disableMP: herald always carries IPv6 over the same session with MP-BGP: dropped", p.ref())
-	}
-	c.comment("BGPPeer", name, "from %s", p.ref())
-	return out, true
+	return true
 }

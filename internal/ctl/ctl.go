@@ -96,6 +96,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	var common cli.Common
 	var file, namespace string
 	var allNamespaces bool
+	var importOpts convertOptions
 	// Asked-for help goes to stdout, as kubectl's does (heraldctl --help |
 	// less); help after a mistake goes to stderr.
 	helpOut := env.Err
@@ -185,6 +186,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 	case "import-metallb":
 		defaultOut = "yaml"
 		fs.StringVar(&file, "f", "", "file of MetalLB objects and Services (multi-document YAML, JSON or a List as kubectl get -A -o yaml prints); - reads stdin; unset: read them from the cluster")
+		fs.BoolVar(&importOpts.AllowLossy, "allow-lossy", false, "convert what herald cannot express exactly to a narrower form where one exists (fewer nodes, interfaces, peers, Services or namespaces; never more), with a warning for each loss, instead of refusing it")
 	default:
 		_, _ = fmt.Fprintf(env.Err, "%s: unknown command %q\nRun '%s --help' for the commands.\n", env.Name, cmd, env.Name)
 		return exitUsage
@@ -222,7 +224,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 		return run(env, func() error { return controlPlaneManifest(env, cp, *output) })
 	}
 	if cmd == "import-metallb" && file != "" {
-		return run(env, func() error { return importFile(env, file, *output) })
+		return run(env, func() error { return importFile(env, file, *output, importOpts) })
 	}
 	if cmd == "version" && clientOnly {
 		return run(env, func() error { return printVersions(env, *output, []componentVersion{clientVersion()}) })
@@ -266,7 +268,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 		}
 		return run(env, func() error { return rotateKey(ctx, env, c, clk, rot) })
 	default:
-		return run(env, func() error { return importCluster(ctx, env, c, *output) })
+		return run(env, func() error { return importCluster(ctx, env, c, *output, importOpts) })
 	}
 }
 

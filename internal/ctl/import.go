@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-func importFile(env Env, file, format string) error {
+func importFile(env Env, file, format string, opts convertOptions) error {
 	r, err := openInput(env, file)
 	if err != nil {
 		return err
@@ -25,7 +25,7 @@ func importFile(env Env, file, format string) error {
 	if err := in.read(r); err != nil {
 		return fmt.Errorf("reading %s: %w", file, err)
 	}
-	return writeImport(env, convert(&in), format)
+	return writeImport(env, convert(&in, opts), format)
 }
 
 // metallbResources are read from the cluster in this order; for BGPPeer
@@ -42,7 +42,7 @@ var metallbResources = []struct {
 	{"bfdprofiles", []string{"v1beta1"}},
 }
 
-func importCluster(ctx context.Context, env Env, c *clients, format string) error {
+func importCluster(ctx context.Context, env Env, c *clients, format string, opts convertOptions) error {
 	var in metallbSet
 	found := false
 	for _, r := range metallbResources {
@@ -81,11 +81,12 @@ func importCluster(ctx context.Context, env Env, c *clients, format string) erro
 	if !found {
 		return fmt.Errorf("the cluster serves no metallb.io resources and no Service has a MetalLB annotation; pass -f FILE with MetalLB objects")
 	}
-	return writeImport(env, convert(&in), format)
+	return writeImport(env, convert(&in, opts), format)
 }
 
-// writeImport prints the herald objects to env.Out, and to env.Err what
-// could not be carried over, one line each. Only herald objects are ever
+// writeImport prints the herald objects to env.Out, and to env.Err the
+// report: one line per refusal, loss and note. It fails when an object was
+// refused, so that the exit status says the output is not the whole input. Only herald objects are ever
 // printed as objects, so that yaml and json output can be applied as they
 // are; the herald annotations Services lack are kubectl annotate commands
 // in annotateBlock, at the end of the YAML output, and for -o json on
@@ -100,17 +101,24 @@ func writeImport(env Env, res converted, format string) error {
 			return err
 		}
 	}
-	return renderDiagnostics(env.Err, res)
+	if err := renderDiagnostics(env.Err, &res.Report); err != nil {
+		return err
+	}
+	if n := len(res.Report.refused); n > 0 {
+		return refusedError{n: n, allowLossy: res.Report.allowLossy}
+	}
+	return nil
 }
 
-func renderDiagnostics(w io.Writer, res converted) error {
-	if len(res.Diagnostics) == 0 {
+func renderDiagnostics(w io.Writer, r *report) error {
+	lines := r.lines()
+	if len(lines) == 0 {
 		return nil
 	}
 	var b strings.Builder
-	_, _ = fmt.Fprintf(&b, "# %d thing(s) could not be carried over exactly:\n", len(res.Diagnostics))
-	for _, d := range res.Diagnostics {
-		b.WriteString(d + "\n")
+	b.WriteString(r.header() + "\n")
+	for _, l := range lines {
+		b.WriteString(l + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/heraldlb/herald/internal/crdcheck"
 )
@@ -25,34 +29,185 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const crdDir = "../../config/crd/bases"
 
-// TestImportGolden converts every testdata/import/<case>/in.yaml and
-// compares the herald YAML with out.yaml and the list of what could not be
-// carried over with diagnostics.txt. Every produced object must pass the
-// CRD schema and CEL rules as the API server would apply them.
+// importModes are the two ways every import case runs: as given, and with
+// --allow-lossy, whose golden files are under lossy/.
+var importModes = []struct {
+	dir  string
+	args []string
+}{{"", nil}, {"lossy", []string{"--allow-lossy"}}}
+
+// runImport runs import-metallb on a case's in.yaml with extra args.
+func runImport(dir string, extra ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	args := append([]string{"import-metallb", "-f", filepath.Join(dir, "in.yaml")}, extra...)
+	code = Main(context.Background(), Env{Out: &out, Err: &errb}, args)
+	return out.String(), errb.String(), code
+}
+
+// TestImportGolden converts every testdata/import/<case>/in.yaml, as given
+// and with --allow-lossy, and compares stdout with out.yaml, stderr (the
+// report) with stderr.txt and the exit status with exit-code.txt, those
+// of --allow-lossy being under lossy/. Every produced object must pass the
+// CRD schema and CEL rules as the API server would apply them
+// (TestImportDryRun asks a real one).
 func TestImportGolden(t *testing.T) {
 	crds := loadCRDs(t)
 	for _, dir := range importCases(t) {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			var out, diags bytes.Buffer
-			env := Env{Out: &out, Err: &diags}
-			code := Main(context.Background(), env, []string{"import-metallb", "-f", filepath.Join(dir, "in.yaml")})
-			if code != 0 {
-				t.Fatalf("exit %d: %s", code, diags.String())
-			}
-			golden(t, filepath.Join(dir, "out.yaml"), out.String())
-			golden(t, filepath.Join(dir, "diagnostics.txt"), diags.String())
-
-			for _, obj := range yamlObjects(t, out.Bytes()) {
-				kind, _ := obj["kind"].(string)
-				s, ok := crds[kind]
-				if !ok {
-					t.Fatalf("no CRD for kind %q: the output must hold herald objects only", kind)
+		for _, mode := range importModes {
+			t.Run(filepath.Join(filepath.Base(dir), mode.dir), func(t *testing.T) {
+				out, stderr, code := runImport(dir, mode.args...)
+				gdir := filepath.Join(dir, mode.dir)
+				if *update {
+					if err := os.MkdirAll(gdir, 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
-				if errs := validate(t, s, obj); len(errs) > 0 {
-					t.Errorf("the API server would refuse %s %v:\n%s", kind, obj["metadata"], errs.ToAggregate())
+				golden(t, filepath.Join(gdir, "out.yaml"), out)
+				golden(t, filepath.Join(gdir, "stderr.txt"), stderr)
+				golden(t, filepath.Join(gdir, "exit-code.txt"), strconv.Itoa(code)+"\n")
+				if code != exitOK && code != exitError {
+					t.Errorf("exit %d, want 0 or 1", code)
+				}
+				if (code == exitOK) != !strings.Contains(stderr, "\nrefused: ") {
+					t.Errorf("exit %d, and stderr does%s name a refusal:\n%s", code, map[bool]string{true: "", false: " not"}[strings.Contains(stderr, "\nrefused: ")], stderr)
+				}
+				if mode.dir == "" && strings.Contains(stderr, "\nlossy: ") {
+					t.Errorf("a loss taken without --allow-lossy:\n%s", stderr)
+				}
+
+				for _, obj := range yamlObjects(t, []byte(out)) {
+					kind, _ := obj["kind"].(string)
+					s, ok := crds[kind]
+					if !ok {
+						t.Fatalf("no CRD for kind %q: the output must hold herald objects only", kind)
+					}
+					if errs := validate(t, s, obj); len(errs) > 0 {
+						t.Errorf("the API server would refuse %s %v:\n%s", kind, obj["metadata"], errs.ToAggregate())
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestImportLossyChangesOnlyRefused: --allow-lossy adds objects, it never
+// changes one that converts exactly without it.
+func TestImportLossyChangesOnlyRefused(t *testing.T) {
+	for _, dir := range importCases(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			exact, _, _ := runImport(dir)
+			lossy, _, _ := runImport(dir, "--allow-lossy")
+			byName := map[string]map[string]any{}
+			for _, o := range yamlObjects(t, []byte(lossy)) {
+				byName[objectKey(o)] = o
+			}
+			for _, o := range yamlObjects(t, []byte(exact)) {
+				if d := cmp.Diff(o, byName[objectKey(o)]); d != "" {
+					t.Errorf("%s differs with --allow-lossy (-without +with):\n%s", objectKey(o), d)
 				}
 			}
 		})
+	}
+}
+
+func objectKey(o map[string]any) string {
+	meta, _ := o["metadata"].(map[string]any)
+	return fmt.Sprintf("%v/%v", o["kind"], meta["name"])
+}
+
+// TestImportNothingSilent: every object of every case's input is named
+// either in stdout (an IPPool's or BGPPeer's "# from" comment, a Service's
+// kubectl annotate command) or on stderr, in both modes. Services without
+// MetalLB annotations are the exception: there is nothing in them to
+// convert.
+func TestImportNothingSilent(t *testing.T) {
+	for _, dir := range importCases(t) {
+		for _, mode := range importModes {
+			t.Run(filepath.Join(filepath.Base(dir), mode.dir), func(t *testing.T) {
+				out, stderr, _ := runImport(dir, mode.args...)
+				var from []string
+				for _, l := range strings.Split(out, "\n") {
+					if f, ok := strings.CutPrefix(l, "# from "); ok {
+						from = append(from, strings.Split(f, ", ")...)
+					}
+				}
+				data, err := os.ReadFile(filepath.Join(dir, "in.yaml"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, o := range inputObjects(t, data) {
+					ref := o.ref()
+					if o.Kind == "Service" && o.APIVersion == "v1" {
+						if !hasMetalLBAnnotation(o.Metadata.Annotations) {
+							continue
+						}
+						cmd := annotateCommand(o.Metadata.Namespace, o.Metadata.Name, nil) + " "
+						if strings.Contains(out, cmd) || mentions(stderr, ref) {
+							continue
+						}
+					} else if slices.Contains(from, ref) || mentions(stderr, ref) {
+						continue
+					}
+					t.Errorf("%s is neither in the output nor on stderr", ref)
+				}
+			})
+		}
+	}
+}
+
+// mentions reports whether text names ref as a whole (not as the start of
+// a longer name).
+func mentions(text, ref string) bool {
+	for i := 0; ; {
+		j := strings.Index(text[i:], ref)
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(ref)
+		if end == len(text) || !strings.ContainsRune("abcdefghijklmnopqrstuvwxyz0123456789-.", rune(text[end])) {
+			return true
+		}
+		i = end
+	}
+}
+
+// inputObjects are the objects of a YAML stream, Lists expanded.
+func inputObjects(t *testing.T, data []byte) []mlbObject {
+	t.Helper()
+	var objs []mlbObject
+	var add func(j []byte)
+	add = func(j []byte) {
+		var head struct {
+			mlbObject `json:",inline"`
+			Items     []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(j, &head); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(head.Kind, "List") && head.Items != nil {
+			for _, it := range head.Items {
+				add(it)
+			}
+			return
+		}
+		objs = append(objs, head.mlbObject)
+	}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(j) > 0 && string(j) != "null" {
+			add(j)
+		}
 	}
 }
 
@@ -96,7 +251,7 @@ func convertFile(t *testing.T, path string) converted {
 	if err := in.read(f); err != nil {
 		t.Fatal(err)
 	}
-	return convert(&in)
+	return convert(&in, convertOptions{})
 }
 
 // annotateLines returns the lines of s that hold a kubectl annotate
@@ -124,7 +279,7 @@ func TestImportAppliesNoService(t *testing.T) {
 			run := func(format string) (string, string) {
 				var out, errb bytes.Buffer
 				args := []string{"import-metallb", "-f", filepath.Join(dir, "in.yaml"), "-o", format}
-				if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code != 0 {
+				if code := Main(context.Background(), Env{Out: &out, Err: &errb}, args); code != exitOK && code != exitError {
 					t.Fatalf("-o %s: exit %d: %s", format, code, errb.String())
 				}
 				return out.String(), errb.String()
@@ -214,7 +369,7 @@ func TestImportServiceFormats(t *testing.T) {
 	}{
 		{"json",
 			stream{want: []string{`"kind": "IPPool"`, `"kind": "List"`}, not: []string{`"kind": "Service"`, "kubectl annotate"}},
-			stream{want: []string{header, command, "# 5 thing(s) could not be carried over exactly:\n", diag}}},
+			stream{want: []string{header, command, "# import-metallb: 6 note(s):\n", diag}}},
 		{"yaml",
 			stream{want: []string{"kind: IPPool", "\n\n" + header, command}, not: []string{"kind: Service"}},
 			stream{want: []string{diag}, not: []string{"kubectl annotate"}}},

@@ -42,8 +42,13 @@ type mlbSelection struct {
 type mlbL2Adv struct {
 	mlbObject `json:",inline"`
 	Spec      struct {
-		mlbSelection `json:",inline"`
-		Interfaces   []string `json:"interfaces,omitempty"`
+		mlbSelection           `json:",inline"`
+		Interfaces             []string               `json:"interfaces,omitempty"`
+		ServiceSelectors       []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
+		PreferredNodeSelectors []struct {
+			Weight     int32                `json:"weight"`
+			Preference metav1.LabelSelector `json:"preference"`
+		} `json:"preferredNodeSelectors,omitempty"`
 	} `json:"spec"`
 }
 
@@ -51,11 +56,12 @@ type mlbBGPAdv struct {
 	mlbObject `json:",inline"`
 	Spec      struct {
 		mlbSelection        `json:",inline"`
-		AggregationLength   *int32   `json:"aggregationLength,omitempty"`
-		AggregationLengthV6 *int32   `json:"aggregationLengthV6,omitempty"`
-		LocalPref           uint32   `json:"localPref,omitempty"`
-		Communities         []string `json:"communities,omitempty"`
-		Peers               []string `json:"peers,omitempty"`
+		AggregationLength   *int32                 `json:"aggregationLength,omitempty"`
+		AggregationLengthV6 *int32                 `json:"aggregationLengthV6,omitempty"`
+		LocalPref           uint32                 `json:"localPref,omitempty"`
+		Communities         []string               `json:"communities,omitempty"`
+		Peers               []string               `json:"peers,omitempty"`
+		ServiceSelectors    []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
 	} `json:"spec"`
 }
 
@@ -74,6 +80,7 @@ type mlbPeer struct {
 	Spec      struct {
 		MyASN          uint32                 `json:"myASN"`
 		PeerASN        uint32                 `json:"peerASN,omitempty"`
+		LocalASN       uint32                 `json:"localASN,omitempty"`
 		DynamicASN     string                 `json:"dynamicASN,omitempty"`
 		PeerAddress    string                 `json:"peerAddress,omitempty"`
 		Interface      string                 `json:"interface,omitempty"`

@@ -210,6 +210,7 @@ func (c *converter) service(svc *corev1.Service, poolNames map[string]bool) (ser
 		}
 	}
 	if len(want) == 0 {
+		c.diag("%s: no herald annotation to add: it has those its MetalLB annotations give, or they give none", ref)
 		return serviceUpdate{}, false
 	}
 	u := serviceUpdate{Namespace: svc.Namespace, Name: svc.Name, Annotations: want}

@@ -74,11 +74,14 @@ func TestNormalizeAddress(t *testing.T) {
 		"2001:db8::1":                   "2001:db8::1/128",
 		" 198.51.100.1 - 198.51.100.9 ": "198.51.100.1-198.51.100.9",
 		"198.51.100.1-2001:db8::1":      "",
+		"198.51.100.9-198.51.100.1":     "",
+		"2001:db8::9-2001:db8::1":       "",
+		"fe80::1%eth0":                  "",
 		"garbage":                       "",
 	} {
-		got, ok := normalizeAddress(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("normalizeAddress(%q) = %q, %v; want %q", in, got, ok, want)
+		got, why := normalizeAddress(in)
+		if got != want || (why == "") != (want != "") {
+			t.Errorf("normalizeAddress(%q) = %q, %q; want %q", in, got, why, want)
 		}
 	}
 }
@@ -99,9 +102,11 @@ func FuzzImport(f *testing.F) {
 		if in.read(bytes.NewReader(data)) != nil {
 			return
 		}
-		res := convert(&in)
-		if _, _, err := res.objects(); err != nil {
-			t.Fatal(err)
+		for _, lossy := range []bool{false, true} {
+			res := convert(&in, convertOptions{AllowLossy: lossy})
+			if _, _, err := res.objects(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }
