@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -377,4 +378,41 @@ func installMetalLB(t *testing.T, cfg *rest.Config) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestImportDryRun sends every object import-metallb prints for every
+// import case, with and without --allow-lossy, to a real API server with
+// herald's CRDs as a server-side dry run: what the importer converts must
+// be what herald's API accepts, CEL rules included. Refusals are checked
+// by TestImportGolden; here nothing printed may be refused.
+func TestImportDryRun(t *testing.T) {
+	c := testcluster.ForTest(t, testcluster.Options{CRDDir: crdDir})
+	ctx := context.Background()
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	resources := map[string]string{"IPPool": "ippools", "BGPPeer": "bgppeers"}
+	accepted := 0
+	for _, dir := range importCases(t) {
+		for _, mode := range importModes {
+			out, _, _ := runImport(dir, mode.args...)
+			for _, obj := range yamlObjects(t, []byte(out)) {
+				u := unstructured.Unstructured{Object: obj}
+				gvr := heraldv1.SchemeGroupVersion.WithResource(resources[u.GetKind()])
+				// A new CRD takes a moment to be served.
+				var err error
+				_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+					_, err = dyn.Resource(gvr).Create(ctx, &u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+					return err == nil || !apierrors.IsNotFound(err), nil
+				})
+				if err != nil {
+					t.Errorf("%s %s: the API server refuses %s %s: %v", filepath.Base(dir), mode.args, u.GetKind(), u.GetName(), err)
+					continue
+				}
+				accepted++
+			}
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("no object was sent")
+	}
+	t.Logf("%d objects accepted by a server-side dry run", accepted)
 }
