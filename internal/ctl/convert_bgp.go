@@ -150,14 +150,13 @@ func (c *converter) checkBGPAdv(a *mlbBGPAdv) {
 // bgpAttrs are the route attributes of one advertisement: herald has one
 // set per pool.
 type bgpAttrs struct {
-	agg, agg6  int32
-	localPref  uint32
-	plain      []string
-	large      []string
-	aggSet     bool
-	agg6Set    bool
-	peers      []string // sorted; nil: every peer
-	nodeSelSet [][]metav1.LabelSelector
+	agg, agg6 int32
+	localPref uint32
+	plain     []string
+	large     []string
+	aggSet    bool
+	agg6Set   bool
+	peers     []string // sorted; nil: every peer
 }
 
 func (x bgpAttrs) String() string {
