@@ -187,12 +187,17 @@ type convertOptions struct {
 	// AllowLossy converts the narrower-or-equal form of an object herald
 	// cannot express exactly, instead of refusing it.
 	AllowLossy bool
+	// Hold writes every IPPool with hold: true, for the cut-over: herald
+	// then keeps the addresses MetalLB still announces without announcing
+	// them itself, until each pool is released.
+	Hold bool
 }
 
 type converter struct {
-	in  *metallbSet
-	out converted
-	r   *report
+	in   *metallbSet
+	out  converted
+	r    *report
+	hold bool // convertOptions.Hold
 	// communitiesUsed are the Community objects each advertisement's
 	// aliases resolved through, for the pools' "from" comments.
 	communitiesUsed map[string][]string
@@ -215,7 +220,7 @@ func convert(in *metallbSet, opts convertOptions) converted {
 	c := &converter{in: in, out: converted{
 		Comments: map[string][]string{},
 		Report:   report{allowLossy: opts.AllowLossy, refused: map[string]bool{}},
-	}, communitiesUsed: map[string][]string{}, advCommunities: map[string][2][]string{}}
+	}, hold: opts.Hold, communitiesUsed: map[string][]string{}, advCommunities: map[string][2][]string{}}
 	c.r = &c.out.Report
 	sortObjs(in.pools, func(p mlbPool) *mlbObject { return &p.mlbObject })
 	sortObjs(in.l2, func(p mlbL2Adv) *mlbObject { return &p.mlbObject })
@@ -458,6 +463,7 @@ func (c *converter) pool(p *mlbPool) (heraldv1.IPPool, bool) {
 		out.Spec.Addresses = append(out.Spec.Addresses, norm)
 	}
 	out.Spec.AutoAssign = p.Spec.AutoAssign
+	out.Spec.Hold = c.hold
 	out.Spec.AvoidBuggyIPs = p.Spec.AvoidBuggyIPs
 	if sa := p.Spec.ServiceAllocation; sa != nil && !c.serviceAllocation(p, &out.Spec) {
 		ok = false

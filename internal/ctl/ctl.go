@@ -187,6 +187,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 		defaultOut = "yaml"
 		fs.StringVar(&file, "f", "", "file of MetalLB objects and Services (multi-document YAML, JSON or a List as kubectl get -A -o yaml prints); - reads stdin; unset: read them from the cluster")
 		fs.BoolVar(&importOpts.AllowLossy, "allow-lossy", false, "convert what herald cannot express exactly to a narrower form where one exists (fewer nodes, interfaces, peers, Services or namespaces; never more), with a warning for each loss, instead of refusing it")
+		fs.BoolVar(&importOpts.Hold, "hold", false, "write every IPPool with hold: true: herald keeps the addresses but announces none until a pool's hold is released (the cut-over from a running MetalLB, docs/migrating-from-metallb.md)")
 	default:
 		_, _ = fmt.Fprintf(env.Err, "%s: unknown command %q\nRun '%s --help' for the commands.\n", env.Name, cmd, env.Name)
 		return exitUsage

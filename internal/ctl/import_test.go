@@ -516,3 +516,30 @@ func decode(t *testing.T, data []byte) map[string]any {
 	}
 	return obj
 }
+
+// TestImportHold: --hold writes hold: true into every IPPool and changes
+// nothing else.
+func TestImportHold(t *testing.T) {
+	in, err := os.ReadFile("testdata/import/list-and-multi-l2/in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		env := Env{In: bytes.NewReader(in), Out: &out, Err: &errb}
+		Main(context.Background(), env, append([]string{"import-metallb", "-f", "-", "--allow-lossy", "-o", "yaml"}, args...))
+		return out.String()
+	}
+	plain, held := run(), run("--hold")
+	pools := strings.Count(plain, "kind: IPPool")
+	if pools == 0 {
+		t.Fatal("the input converts to no IPPool: the test shows nothing")
+	}
+	if n := strings.Count(held, "  hold: true\n"); n != pools {
+		t.Errorf("--hold wrote hold: true %d times for %d IPPools:\n%s", n, pools, held)
+	}
+	if got := strings.ReplaceAll(held, "  hold: true\n", ""); got != plain {
+		t.Errorf("--hold changed more than hold:\nwithout:\n%s\nwith (hold lines removed):\n%s", plain, got)
+	}
+}

@@ -131,6 +131,9 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 	}, netip.Addr.Compare) {
 		u := uses[a]
 		p := poolIdx.byName[u.pool]
+		if p.Hold {
+			continue
+		}
 		if p.L2 != nil {
 			var owner string
 			if u.nslots > 1 {

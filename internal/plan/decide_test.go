@@ -274,3 +274,25 @@ func TestExternalIPs(t *testing.T) {
 		t.Errorf("externalIP equal to a load balancer's address not refused: %v", d.Refused)
 	}
 }
+
+// TestHeldPoolAnnouncesNothing: a held pool's addresses are announced by
+// no node and over no protocol, yet they are the pool's (not refused);
+// releasing the hold announces them as usual.
+func TestHeldPoolAnnouncesNothing(t *testing.T) {
+	p := l2Pool("migrating", "198.51.100.0/28")
+	p.BGP = &BGPPolicy{}
+	p.Hold = true
+	svcs := []Service{{Key: "ns/web", Addrs: addrs("198.51.100.3")}}
+	nodes := threeNodes()
+	for _, n := range nodes {
+		d := Decide(Input{Self: n.Name, Nodes: nodes, Pools: []Pool{p}, Services: svcs})
+		if len(d.L2) > 0 || len(d.BGP) > 0 || len(d.Refused) > 0 {
+			t.Errorf("%s with the pool held: layer 2 %v, BGP %v, refused %v; want nothing", n.Name, d.L2, d.BGP, d.Refused)
+		}
+	}
+	p.Hold = false
+	l2, bgp := owners(nodes, []Pool{p}, svcs)
+	if a := netip.MustParseAddr("198.51.100.3"); len(l2[a]) != 1 || len(bgp[a]) != 3 {
+		t.Errorf("released: layer 2 by %v, BGP by %v; want one node and every node", l2[a], bgp[a])
+	}
+}

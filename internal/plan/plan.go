@@ -73,6 +73,9 @@ type Pool struct {
 	OutsideSpecUnknown bool
 	L2                 *L2Policy
 	BGP                *BGPPolicy
+	// Hold: the pool's addresses are its own (never refused) but not
+	// announced.
+	Hold bool
 }
 
 // L2Policy is a pool's announce.layer2.

@@ -71,7 +71,7 @@ func (s *Speaker) poolInfos() []plan.Pool {
 }
 
 func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
-	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs}
+	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs, Hold: p.Spec.Hold}
 	// Until the controller has judged this generation of the spec, the
 	// pool still holds what it held: a shrunk spec arrives before the
 	// status that lists the addresses kept outside it, and deciding in

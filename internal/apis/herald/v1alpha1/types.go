@@ -129,6 +129,14 @@ type IPPoolSpec struct {
 	// +optional
 	ExternalIPs bool `json:"externalIPs,omitempty"`
 
+	// hold keeps the speakers from announcing any of the pool's addresses,
+	// while herald-controller still assigns and keeps them. It is for
+	// installing herald beside another load balancer that still announces
+	// them: set hold: false (or remove it) to take a pool over, then make
+	// the other one let go.
+	// +optional
+	Hold bool `json:"hold,omitempty"`
+
 	// announce says how the pool's addresses are made reachable: layer2
 	// (ARP/NDP from one node per address), bgp (route advertisements from
 	// every eligible node), or both. Omitted, it defaults to {layer2: {}} so
