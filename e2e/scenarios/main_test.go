@@ -70,8 +70,9 @@ func run(m *testing.M) int {
 }
 
 // runsL2Scenarios says whether -run selects a scenario of the shared l2
-// lab: a test function of this package outside the bgp*_test.go and
-// controlplane*_test.go files (those build labs of their own).
+// lab: a test function of this package outside the bgp*_test.go,
+// controlplane*_test.go and migrate*_test.go files (those build labs of
+// their own).
 func runsL2Scenarios() bool {
 	pattern := flag.Lookup("test.run").Value.String()
 	if pattern == "" {
@@ -84,7 +85,7 @@ func runsL2Scenarios() bool {
 	files, _ := filepath.Glob("*_test.go")
 	testFunc := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
 	for _, f := range files {
-		if strings.HasPrefix(f, "bgp") || strings.HasPrefix(f, "controlplane") {
+		if strings.HasPrefix(f, "bgp") || strings.HasPrefix(f, "controlplane") || strings.HasPrefix(f, "migrate") {
 			continue
 		}
 		raw, err := os.ReadFile(f)

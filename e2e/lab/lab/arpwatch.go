@@ -73,6 +73,7 @@ type ARPWatcher struct {
 
 	mu   sync.Mutex
 	seen []ARPSeen
+	sent []time.Time // when each request went out
 }
 
 // WatchARP starts an ARPWatcher in node's namespace; interval 0 only
@@ -115,7 +116,12 @@ func (l *Lab) WatchARP(node string, addr netip.Addr, interval time.Duration) (*A
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			for {
-				_ = w.c.Request(addr)
+				at := time.Now()
+				if w.c.Request(addr) == nil {
+					w.mu.Lock()
+					w.sent = append(w.sent, at)
+					w.mu.Unlock()
+				}
 				select {
 				case <-ctx.Done():
 					return
@@ -132,6 +138,30 @@ func (w *ARPWatcher) Seen() []ARPSeen {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.seen)
+}
+
+// Unanswered counts the requests sent (within [from, to)) that no reply
+// followed within within, and how many were sent then.
+func (w *ARPWatcher) Unanswered(from, to time.Time, within time.Duration) (unanswered, sent int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, at := range w.sent {
+		if at.Before(from) || !at.Before(to) {
+			continue
+		}
+		sent++
+		answered := false
+		for _, s := range w.seen {
+			if s.Op == arp.OperationReply && !s.At.Before(at) && s.At.Sub(at) < within {
+				answered = true
+				break
+			}
+		}
+		if !answered {
+			unanswered++
+		}
+	}
+	return unanswered, sent
 }
 
 // FirstFrom returns when mac first claimed the address after t.

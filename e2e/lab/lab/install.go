@@ -32,6 +32,9 @@ func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return netns.Run(ctx, cp.Namespace, argv...)
 }
 
+// besideMetalLBComponent moves the speakers' ports off MetalLB's.
+const besideMetalLBComponent = "config/components/beside-metallb"
+
 // installHerald installs herald the way docs/install.md tells an operator
 // to: install.yaml applied server-side, unchanged but for a kustomize
 // image override naming the images the lab built (tag LabVersion, which
@@ -55,12 +58,29 @@ func (l *Lab) installHerald(ctx context.Context) error {
 	for _, name := range release.Images {
 		images = append(images, map[string]string{"name": "ghcr.io/heraldlb/" + name, "newTag": LabVersion})
 	}
-	kust, err := yaml.Marshal(map[string]any{
+	kustomization := map[string]any{
 		"apiVersion": "kustomize.config.k8s.io/v1beta1",
 		"kind":       "Kustomization",
 		"resources":  []string{"install.yaml"},
 		"images":     images,
-	})
+	}
+	if l.opts.BesideMetalLB {
+		// As docs/migrating-from-metallb.md installs it: the component in
+		// an overlay (copied in, as kustomize loads files from below the
+		// overlay only).
+		comp, err := os.ReadFile(filepath.Join(l.opts.RepoRoot, besideMetalLBComponent, "kustomization.yaml"))
+		if err != nil {
+			return fmt.Errorf("reading the beside-metallb component: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "beside-metallb"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "beside-metallb", "kustomization.yaml"), comp, 0o644); err != nil {
+			return err
+		}
+		kustomization["components"] = []string{"beside-metallb"}
+	}
+	kust, err := yaml.Marshal(kustomization)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,12 @@ type Options struct {
 	// $HERALD_LAB_BINDIR, else they are built from RepoRoot into
 	// StateDir/bin).
 	BinDir string
+	// BesideMetalLB moves herald's speakers to the ports the migration
+	// guide gives them so that they run beside MetalLB's (memberlist 7947,
+	// metrics 7474): through the kustomize component
+	// config/components/beside-metallb in a kubelet lab, by flags
+	// otherwise.
+	BesideMetalLB bool
 	// Kubelet runs a real node on every node namespace: containerd, runc
 	// and a kubelet that registers the node, with Pods networked by the
 	// CNI bridge plugin, and kube-scheduler beside the API server.

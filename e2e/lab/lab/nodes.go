@@ -21,6 +21,11 @@ const (
 	speakerMetricsPort    = 7473
 	controllerMetricsPort = 7472
 	kubeProxyHealthPort   = 10256
+
+	// The speaker's ports with Options.BesideMetalLB, as
+	// config/components/beside-metallb sets them.
+	besideMetalLBMemberlistPort = 7947
+	besideMetalLBMetricsPort    = 7474
 )
 
 func (l *Lab) startNodes(ctx context.Context) error {
@@ -97,8 +102,11 @@ func (l *Lab) StartSpeaker(node string) error {
 	args := append(sandbox, filepath.Join(l.BinDir, "herald-speaker"),
 		"--kubeconfig", kubeconfig, "--node-name", n.Name, "--memberlist-insecure", "--log-level", "debug",
 		"--profiling", // the lab is where resource use is diagnosed
-		"--metrics-addr", net.JoinHostPort(n.Address.String(), strconv.Itoa(speakerMetricsPort)),
+		"--metrics-addr", net.JoinHostPort(n.Address.String(), strconv.Itoa(l.speakerMetricsPort())),
 	)
+	if l.opts.BesideMetalLB {
+		args = append(args, "--memberlist-port", strconv.Itoa(besideMetalLBMemberlistPort))
+	}
 	_, err = l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
 	return err
 }
@@ -125,7 +133,15 @@ func (l *Lab) SpeakerGet(ctx context.Context, node, path string) ([]byte, error)
 
 // speakerURL is path on node's speaker metrics address.
 func (l *Lab) speakerURL(node, path string) string {
-	return "http://" + net.JoinHostPort(l.Node(node).Address.String(), strconv.Itoa(speakerMetricsPort)) + path
+	return "http://" + net.JoinHostPort(l.Node(node).Address.String(), strconv.Itoa(l.speakerMetricsPort())) + path
+}
+
+// speakerMetricsPort is where the speakers serve metrics and health.
+func (l *Lab) speakerMetricsPort() int {
+	if l.opts.BesideMetalLB {
+		return besideMetalLBMetricsPort
+	}
+	return speakerMetricsPort
 }
 
 // WaitSpeakerReady waits until node's speaker answers /readyz.

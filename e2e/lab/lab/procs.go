@@ -19,6 +19,17 @@ func (l *Lab) start(node, name string, argv ...string) (Proc, error) {
 	return l.startCmd(node, name, netns.Command(context.Background(), l.Node(node).Namespace, argv...))
 }
 
+// StartProcess runs argv in node's namespace as a lab process, with env
+// added to its environment: another system run beside herald (MetalLB in
+// the migration lab). Like the lab's own processes, it logs to
+// logs/<node>-<name>.log, is stopped by Down and dies with the lab's
+// process.
+func (l *Lab) StartProcess(node, name string, env []string, argv ...string) (Proc, error) {
+	cmd := netns.Command(context.Background(), l.Node(node).Namespace, argv...)
+	cmd.Env = append(os.Environ(), env...)
+	return l.startCmd(node, name, cmd)
+}
+
 // startCmd is start for a command that enters node's namespace itself.
 func (l *Lab) startCmd(node, name string, cmd *exec.Cmd) (Proc, error) {
 	if !l.owned {
