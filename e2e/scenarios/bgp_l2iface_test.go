@@ -139,6 +139,9 @@ func TestSecondInterfaceDown(t *testing.T) {
 		stop()
 		ps := <-probes
 		gap, failed := recovery(ps, cut)
+		if gap == neverRecovered {
+			t.Fatalf("trial %d: requests to %s still fail 700 ms after %s answered for it", trial+1, vip, next)
+		}
 		gaps = append(gaps, gap)
 		failedTotal += failed
 		sentTotal += len(ps)
@@ -188,10 +191,13 @@ func TestSecondInterfaceDown(t *testing.T) {
 		time.Sleep(700 * time.Millisecond)
 		stop()
 		ps = <-probes
-		_, failed = recovery(ps, back)
-		failedBack += failed
+		if gap, failed := recovery(ps, back); gap == neverRecovered {
+			t.Fatalf("trial %d: requests to %s still fail 700 ms after %s's lan2 came back and it answered", trial+1, vip, owner)
+		} else {
+			failedBack += failed
+		}
 		sentBack += len(ps)
-		t.Logf("trial %d: lan2 up: %s answers for %s again after %v; %d of %d requests failed", trial+1, owner, vip, answered.Round(time.Millisecond), failed, len(ps))
+		t.Logf("trial %d: lan2 up: %s answers for %s again after %v; %d requests failed in all so far", trial+1, owner, vip, answered.Round(time.Millisecond), failedBack)
 		reachVia(t, l, vip)
 	}
 	frrAfter := frrSession(t, l, l.Node(owner).Address)
@@ -273,7 +279,7 @@ func lan2Owner(t *testing.T, l *lab.Lab, macs map[string]string, vip netip.Addr,
 
 // recovery is how long after cut the requests to vip all succeed again
 // (the send time of the first success after the last failure), and how
-// many failed.
+// many failed; neverRecovered when the last request failed.
 func recovery(ps []lab.Probe, cut time.Time) (time.Duration, int) {
 	failed, lastFailed := 0, -1
 	for i, p := range ps {
@@ -282,11 +288,17 @@ func recovery(ps []lab.Probe, cut time.Time) (time.Duration, int) {
 			lastFailed = i
 		}
 	}
-	if lastFailed < 0 || lastFailed+1 >= len(ps) {
+	switch {
+	case lastFailed < 0:
 		return 0, failed
+	case lastFailed+1 >= len(ps):
+		return neverRecovered, failed
 	}
 	return max(ps[lastFailed+1].Sent.Sub(cut), 0), failed
 }
+
+// neverRecovered is recovery's answer when requests still failed at the end.
+const neverRecovered = time.Duration(-1)
 
 // reachVia requests vip from the client until it answers (10 s).
 func reachVia(t *testing.T, l *lab.Lab, vip netip.Addr) {

@@ -360,17 +360,27 @@ stringData: {password: `+bgpPassword+`}
 	time.Sleep(2 * time.Second)
 	hops := watch.stop()
 	stopProbes()
+	// A connection in flight when a router's ECMP set changes may see
+	// its later packets hashed to another node, which has no state for it
+	// and resets it: counted apart, as in the other scenarios; any other
+	// failure fails the test.
 	for range 2 {
 		p := <-probeDone
-		f := 0
+		failed, resets := 0, 0
 		for _, r := range p.ps {
-			if r.Err != nil {
-				f++
+			switch {
+			case r.Err == nil:
+			case strings.Contains(r.Err.Error(), "connection reset by peer"):
+				resets++
+				t.Logf("request to %s sent %s reset: %v", p.addr, r.Sent.Format("15:04:05.000"), r.Err)
+			default:
+				failed++
+				t.Logf("request to %s sent %s failed: %v", p.addr, r.Sent.Format("15:04:05.000"), r.Err)
 			}
 		}
-		t.Logf("client → %s: %d of %d requests failed during the cut-over", p.addr, f, len(p.ps))
-		if f > 0 {
-			t.Errorf("%d requests to %s failed during the cut-over", f, p.addr)
+		t.Logf("client → %s: %d of %d requests failed, %d reset, during the cut-over", p.addr, failed, len(p.ps), resets)
+		if failed > 0 {
+			t.Errorf("%d requests to %s failed during the cut-over", failed, p.addr)
 		}
 	}
 	for _, n := range l.Nodes() {

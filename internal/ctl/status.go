@@ -52,6 +52,9 @@ type AddressStatus struct {
 	Since      *metav1.Time     `json:"since,omitempty"`
 	Problems   []string         `json:"problems,omitempty"`
 	Stale      []StaleAnnouncer `json:"staleReports,omitempty"`
+	// Held: the address's pool has spec.hold, so nobody announces it on
+	// purpose.
+	Held bool `json:"held,omitempty"`
 }
 
 // Announcer is one live node announcing an address over one protocol.
@@ -230,7 +233,12 @@ func buildStatus(class k8s.Class, svcs []corev1.Service, pools []heraldv1.IPPool
 		if a.Pool == "" {
 			a.Pool = containingPool(pools, addr)
 		}
-		if len(a.Announcers) == 0 && len(partial) > 0 {
+		a.Held = poolHeld(pools, a.Pool)
+		if a.Held {
+			if len(a.Announcers) > 0 {
+				a.Problems = append(a.Problems, "announced although its pool is held (speakers not yet updated?)")
+			}
+		} else if len(a.Announcers) == 0 && len(partial) > 0 {
 			a.Problems = append(a.Problems, fmt.Sprintf("not in the Speaker reports: %s list only their first %d announcements (by address)",
 				strings.Join(partial, ","), maxListedAnnouncements))
 		} else if len(a.Announcers) == 0 {
@@ -281,6 +289,16 @@ func latestEvents(events []corev1.Event) map[string]corev1.Event {
 	return out
 }
 
+// poolHeld reports whether the pool called name has spec.hold.
+func poolHeld(pools []heraldv1.IPPool, name string) bool {
+	for i := range pools {
+		if pools[i].Name == name {
+			return pools[i].Spec.Hold
+		}
+	}
+	return false
+}
+
 func containingPool(pools []heraldv1.IPPool, addr string) string {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
@@ -323,6 +341,9 @@ func renderStatusTable(w io.Writer, rep StatusReport, now time.Time) error {
 			if !slices.Contains(nodes, n) {
 				nodes = append(nodes, n)
 			}
+		}
+		if a.Held && len(nodes) == 0 {
+			nodes = []string{"<held>"}
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(strings.Join(a.Services, ",")), a.Address, dash(a.Pool),
 			dash(strings.Join(a.Protocols, ",")), dash(strings.Join(nodes, ",")), age(now, a.Since), dash(strings.Join(a.Problems, "; ")))

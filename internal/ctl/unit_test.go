@@ -5,12 +5,17 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 func TestAliveNodes(t *testing.T) {
@@ -198,5 +203,31 @@ func TestControlPlaneManifestRefuses(t *testing.T) {
 		} else if errb.Len() == 0 {
 			t.Errorf("%q: exit %d without a reason on stderr", args, code)
 		}
+	}
+}
+
+// TestStatusHeldPool: an address of a held pool that nobody announces is
+// shown as held, not as a problem; one still announced is a problem.
+func TestStatusHeldPool(t *testing.T) {
+	svc := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{
+			Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.7"}},
+		}},
+	}
+	pool := heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: heraldv1.IPPoolSpec{Addresses: []string{"198.51.100.0/24"}, Hold: true}}
+	rep := buildStatus(k8s.Class{Name: "herald.dev/lb"}, []corev1.Service{svc}, []heraldv1.IPPool{pool}, nil, nil)
+	if len(rep.Addresses) != 1 || !rep.Addresses[0].Held || len(rep.Addresses[0].Problems) > 0 {
+		t.Fatalf("held pool: %+v; want one address, held, no problem", rep.Addresses)
+	}
+	var out bytes.Buffer
+	if err := renderStatusTable(&out, rep, time.Now()); err != nil || !strings.Contains(out.String(), "<held>") {
+		t.Errorf("table of a held address (%v):\n%s\nwant <held> in NODES", err, out.String())
+	}
+	pool.Spec.Hold = false
+	rep = buildStatus(k8s.Class{Name: "herald.dev/lb"}, []corev1.Service{svc}, []heraldv1.IPPool{pool}, nil, nil)
+	if len(rep.Addresses) != 1 || rep.Addresses[0].Held || !slices.Contains(rep.Addresses[0].Problems, "announced by nobody") {
+		t.Errorf("released pool: %+v; want announced by nobody", rep.Addresses)
 	}
 }

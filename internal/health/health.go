@@ -44,8 +44,11 @@ type Health struct {
 	ifaceGauge   *prometheus.GaugeVec
 	gauged       []string // the interfaces ifaceGauge has, sorted
 
-	watchMu  sync.Mutex
-	watched  []string
+	watchMu sync.Mutex
+	watched []string
+	// watchSet: SetWatched was called. Until then the node does not
+	// know which interfaces matter, and says so (Status.Unknown).
+	watchSet bool
 	kickOnce sync.Once
 	kick     chan struct{}
 }
@@ -55,8 +58,8 @@ type Health struct {
 func (h *Health) SetWatched(names []string) {
 	names = slices.Compact(slices.Sorted(slices.Values(names)))
 	h.watchMu.Lock()
-	same := slices.Equal(names, h.watched)
-	h.watched = names
+	same := h.watchSet && slices.Equal(names, h.watched)
+	h.watched, h.watchSet = names, true
 	h.watchMu.Unlock()
 	if !same {
 		h.Kick()
@@ -64,9 +67,14 @@ func (h *Health) SetWatched(names []string) {
 }
 
 func (h *Health) watchedNow() []string {
+	names, _ := h.watchState()
+	return names
+}
+
+func (h *Health) watchState() ([]string, bool) {
 	h.watchMu.Lock()
 	defer h.watchMu.Unlock()
-	return h.watched
+	return h.watched, h.watchSet
 }
 
 // LinkChanged checks at once if name is a watched interface: a node
@@ -98,6 +106,11 @@ type Status struct {
 	Why string
 	// Down are the watched interfaces that cannot carry traffic, sorted.
 	Down []string
+	// Unknown: the interfaces to watch are not known yet (the speaker
+	// has not read the pools): the node must count as unable to answer on
+	// any interface a pool names, or it would be elected for a pool on an
+	// interface it may not have.
+	Unknown bool
 }
 
 // Register exports the health metrics.
@@ -111,19 +124,20 @@ func (h *Health) Register(reg prometheus.Registerer) {
 }
 
 // Interfaces returns those of the watched interfaces that cannot carry
-// traffic now. When they cannot be read, every one counts as down: the
-// node then answers for no pool that names interfaces, which other nodes
-// can serve, rather than for pools it may not reach.
-func (h *Health) Interfaces() ([]string, error) {
-	watched := h.watchedNow()
-	if len(watched) == 0 || h.InterfacesDown == nil {
-		return nil, nil
+// traffic now, and whether the interfaces to watch are known at all. An
+// interface that cannot be read counts as down (InterfacesDown includes
+// it and reports the error): the pools that name only it go to other
+// nodes rather than stay where they may not be reachable.
+func (h *Health) Interfaces() (down []string, known bool, err error) {
+	watched, known := h.watchState()
+	if h.InterfacesDown == nil {
+		return nil, true, nil
 	}
-	down, err := h.InterfacesDown(watched)
-	if err != nil {
-		return watched, err
+	if len(watched) == 0 {
+		return nil, known, nil
 	}
-	return slices.Sorted(slices.Values(down)), nil
+	down, err = h.InterfacesDown(watched)
+	return slices.Sorted(slices.Values(down)), known, err
 }
 
 // Check returns the node's health now and why it is unhealthy.
@@ -208,17 +222,17 @@ func (h *Health) Run(ctx context.Context, set func(context.Context, Status) erro
 	for {
 		st := Status{}
 		st.Healthy, st.Why = h.Check(ctx)
-		down, err := h.Interfaces()
-		st.Down = down
+		down, known, err := h.Interfaces()
+		st.Down, st.Unknown = down, !known
 		if err != nil && err.Error() != lastErr && h.Log != nil {
-			h.Log.Error("reading the layer-2 pools' interfaces; counting them all down", "err", err)
+			h.Log.Error("reading the layer-2 pools' interfaces; counting those that failed as down", "err", err)
 		}
 		lastErr = ""
 		if err != nil {
 			lastErr = err.Error()
 		}
 		h.setGauges(st)
-		if first || st.Healthy != last.Healthy || !slices.Equal(st.Down, last.Down) {
+		if first || st.Healthy != last.Healthy || st.Unknown != last.Unknown || !slices.Equal(st.Down, last.Down) {
 			h.logChange(first, last, st)
 			if err := set(ctx, st); err != nil && h.Log != nil {
 				h.Log.Error("publishing health", "err", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -87,17 +88,19 @@ func NewLinkStates() *LinkStates {
 }
 
 // Down returns those of names that cannot carry traffic here: absent,
-// administratively down, or operationally down (no carrier).
+// administratively down, or operationally down (no carrier). One that
+// cannot be read counts as down too, and the error says why.
 func (s *LinkStates) Down(names []string) ([]string, error) {
 	var down []string
+	var errs []error
 	for _, name := range names {
 		l, err := s.nl.LinkByName(name)
 		if err != nil {
-			if _, absent := errors.AsType[netlink.LinkNotFoundError](err); absent {
-				down = append(down, name)
-				continue
+			down = append(down, name)
+			if _, absent := errors.AsType[netlink.LinkNotFoundError](err); !absent {
+				errs = append(errs, fmt.Errorf("reading interface %s: %w", name, err))
 			}
-			return nil, fmt.Errorf("reading interface %s: %w", name, err)
+			continue
 		}
 		// Unknown is what drivers without carrier reporting say (lo,
 		// dummy, some tunnels); every other state but up carries nothing.
@@ -106,42 +109,86 @@ func (s *LinkStates) Down(names []string) ([]string, error) {
 			down = append(down, name)
 		}
 	}
-	return down, nil
+	return down, errors.Join(errs...)
 }
 
 // Subscribe calls changed with the name of every link the kernel reports
 // a change of, until ctx ends, so that an interface going down is noticed
 // at once rather than at the next periodic check. It returns once
-// subscribed; the periodic check stays the safety net if the subscription
-// fails later.
-func (s *LinkStates) Subscribe(ctx context.Context, changed func(name string)) error {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
-		close(done)
-		return fmt.Errorf("subscribing to link changes: %w", err)
+// subscribed. When the subscription breaks (the kernel drops messages
+// when its buffer overflows, under heavy Pod churn), failed is told, and
+// it subscribes again a second later; the periodic check covers the gap.
+func (s *LinkStates) Subscribe(ctx context.Context, changed func(name string), failed func(error)) error {
+	updates, done, errc, err := subscribeLinks()
+	if err != nil {
+		return err
 	}
 	go func() {
-		// Closing done closes the socket, and netlink then closes
-		// updates; draining lets its reader finish a pending send.
-		defer func() {
-			close(done)
-			for range updates {
-			}
-		}()
 		for {
-			select {
-			case <-ctx.Done():
+			err := follow(ctx, updates, done, errc, changed)
+			if ctx.Err() != nil {
 				return
-			case u, ok := <-updates:
-				if !ok {
+			}
+			failed(err)
+			for {
+				select {
+				case <-ctx.Done():
 					return
+				case <-time.After(time.Second):
 				}
-				if u.Link != nil {
-					changed(u.Link.Attrs().Name)
+				if updates, done, errc, err = subscribeLinks(); err == nil {
+					break
 				}
+				failed(err)
 			}
 		}
 	}()
 	return nil
+}
+
+func subscribeLinks() (chan netlink.LinkUpdate, chan struct{}, chan error, error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	report := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ErrorCallback: report}); err != nil {
+		close(done)
+		return nil, nil, nil, fmt.Errorf("subscribing to link changes: %w", err)
+	}
+	return updates, done, errc, nil
+}
+
+// follow passes link changes on until ctx ends or the subscription
+// breaks, and says why it broke.
+func follow(ctx context.Context, updates chan netlink.LinkUpdate, done chan struct{}, errc chan error, changed func(string)) error {
+	// Closing done closes the socket, and netlink then closes updates;
+	// draining lets its reader finish a pending send.
+	defer func() {
+		close(done)
+		for range updates {
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u, ok := <-updates:
+			if !ok {
+				select {
+				case err := <-errc:
+					return fmt.Errorf("link change subscription ended: %w", err)
+				default:
+					return errors.New("link change subscription ended")
+				}
+			}
+			if u.Link != nil {
+				changed(u.Link.Attrs().Name)
+			}
+		}
+	}
 }

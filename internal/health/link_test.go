@@ -72,7 +72,7 @@ func TestLinkStates(t *testing.T) {
 		if name == "lan2" {
 			kicked <- struct{}{}
 		}
-	}); err != nil {
+	}, func(err error) { t.Errorf("subscription failed: %v", err) }); err != nil {
 		t.Fatal(err)
 	}
 	check := func(what string, want ...string) {

@@ -85,9 +85,10 @@ type Cluster struct {
 	self netip.AddrPort
 	cfg  Config
 
-	healthy atomic.Bool
-	holding atomic.Bool
-	down    atomic.Pointer[Interfaces]
+	// state is what this node publishes, replaced whole so that the
+	// metadata memberlist reads at any moment (key changes publish too)
+	// never mixes two updates.
+	state   atomic.Pointer[selfState]
 	changed chan struct{}
 
 	// members mirrors memberlist's live members, maintained by events.
@@ -299,7 +300,7 @@ func (c *Cluster) Changed() <-chan struct{} { return c.changed }
 // the update has been gossiped (bounded by ctx's deadline, else one second);
 // an error means the update is queued but not yet known to be sent.
 func (c *Cluster) SetHealthy(ctx context.Context, healthy bool) error {
-	return c.publish(ctx, func() { c.healthy.Store(healthy) })
+	return c.publish(ctx, func(st *selfState) { st.healthy = healthy })
 }
 
 // SetState publishes health and whether this node holds an address whose
@@ -309,7 +310,7 @@ func (c *Cluster) SetHealthy(ctx context.Context, healthy bool) error {
 // address back when a node that ranks higher comes back. Like SetHealthy,
 // it waits until the update has been gossiped.
 func (c *Cluster) SetState(ctx context.Context, healthy, holding bool) error {
-	return c.publish(ctx, func() { c.healthy.Store(healthy); c.holding.Store(holding) })
+	return c.publish(ctx, func(st *selfState) { st.healthy, st.holding = healthy, holding })
 }
 
 // SetHealth publishes this node's health and the interfaces, among those
@@ -321,39 +322,46 @@ func (c *Cluster) SetHealth(ctx context.Context, healthy bool, down Interfaces) 
 	if down.Unlisted {
 		down.Down = nil
 	}
-	return c.publish(ctx, func() { c.healthy.Store(healthy); c.down.Store(&down) })
+	return c.publish(ctx, func(st *selfState) { st.healthy, st.down = healthy, down })
 }
 
-// downInterfaces is what this node last published with SetHealth.
-func (c *Cluster) downInterfaces() Interfaces {
-	if d := c.down.Load(); d != nil {
-		return *d
+// selfState is what this node publishes about itself.
+type selfState struct {
+	healthy, holding bool
+	down             Interfaces
+}
+
+// published is this node's published state.
+func (c *Cluster) published() selfState {
+	if st := c.state.Load(); st != nil {
+		return *st
 	}
-	return Interfaces{}
+	return selfState{}
 }
 
 // publish applies set to this node's metadata and gossips the result if
 // it changed.
-func (c *Cluster) publish(ctx context.Context, set func()) error {
+func (c *Cluster) publish(ctx context.Context, set func(*selfState)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
 		return ErrShutdown
 	}
-	healthy, holding, down := c.healthy.Load(), c.holding.Load(), c.downInterfaces()
-	set()
-	if c.healthy.Load() == healthy && c.holding.Load() == holding && c.downInterfaces().Equal(down) {
+	was := c.published()
+	next := was
+	set(&next)
+	if next.healthy == was.healthy && next.holding == was.holding && next.down.Equal(was.down) {
 		return nil
 	}
+	c.state.Store(&next)
 	timeout := defaultUpdateTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
-	down = c.downInterfaces()
 	if err := c.ml.UpdateNode(timeout); err != nil {
-		return fmt.Errorf("publishing health %t, holding %t, interfaces down %v (unlisted %t): %w", c.healthy.Load(), c.holding.Load(), down.Down, down.Unlisted, err)
+		return fmt.Errorf("publishing health %t, holding %t, interfaces down %v (unlisted %t): %w", next.healthy, next.holding, next.down.Down, next.down.Unlisted, err)
 	}
-	c.log.Info("published health", "healthy", c.healthy.Load(), "holding", c.holding.Load(), "interfacesDown", down.Down, "interfacesUnlisted", down.Unlisted)
+	c.log.Info("published health", "healthy", next.healthy, "holding", next.holding, "interfacesDown", next.down.Down, "interfacesUnlisted", next.down.Unlisted)
 	return nil
 }
 

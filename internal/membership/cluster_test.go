@@ -485,7 +485,7 @@ func TestMetaFormat(t *testing.T) {
 	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 0, 0, 0}) || decodeMeta(got).healthy {
 		t.Errorf("unhealthy meta = %v", got)
 	}
-	c.healthy.Store(true)
+	c.state.Store(&selfState{healthy: true})
 	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 1, 0, 0}) || !decodeMeta(got).healthy || decodeMeta(got).keyring.Known() {
 		t.Errorf("healthy meta = %v", got)
 	}
@@ -497,11 +497,11 @@ func TestMetaFormat(t *testing.T) {
 	if !decodeMeta([]byte{3, 1, 0, 0xff}).healthy {
 		t.Error("a later format with bit 0 of byte 1 set must read as healthy")
 	}
-	c.holding.Store(true)
+	c.state.Store(&selfState{healthy: true, holding: true})
 	if got := d.NodeMeta(512); !bytes.Equal(got, []byte{3, 3, 0, 0}) || !decodeMeta(got).holding || !decodeMeta(got).healthy {
 		t.Errorf("holding meta = %v", got)
 	}
-	c.holding.Store(false)
+	c.state.Store(&selfState{healthy: true})
 	if decodeMeta([]byte{2, 1, 0}).holding {
 		t.Error("bit 1 of byte 1 clear must read as not holding")
 	}
@@ -541,9 +541,8 @@ func TestMetaFormat(t *testing.T) {
 // the node.
 func TestMetaInterfaces(t *testing.T) {
 	c := &Cluster{}
-	c.healthy.Store(true)
 	d := delegate{c}
-	c.down.Store(&Interfaces{Down: []string{"eth1", "vlan20"}})
+	c.state.Store(&selfState{healthy: true, down: Interfaces{Down: []string{"eth1", "vlan20"}}})
 	got := d.NodeMeta(512)
 	want := []byte{3, 1, 0, 2, 4, 'e', 't', 'h', '1', 6, 'v', 'l', 'a', 'n', '2', '0'}
 	if !bytes.Equal(got, want) {
@@ -568,7 +567,7 @@ func TestMetaInterfaces(t *testing.T) {
 	for i := range 40 {
 		many = append(many, fmt.Sprintf("interface%05d", i))
 	}
-	c.down.Store(&Interfaces{Down: many})
+	c.state.Store(&selfState{healthy: true, down: Interfaces{Down: many}})
 	got = d.NodeMeta(512)
 	if len(got) > memberlist.MetaMaxSize {
 		t.Fatalf("meta is %d bytes; memberlist carries %d", len(got), memberlist.MetaMaxSize)

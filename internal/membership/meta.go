@@ -148,7 +148,8 @@ func decodeDown(b []byte) Interfaces {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(int) []byte {
-	return nodeMeta{healthy: d.c.healthy.Load(), holding: d.c.holding.Load(), keyring: d.c.Keyring(), down: d.c.downInterfaces()}.encode()
+	st := d.c.published()
+	return nodeMeta{healthy: st.healthy, holding: st.holding, keyring: d.c.Keyring(), down: st.down}.encode()
 }
 func (delegate) NotifyMsg([]byte)                {}
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type ARPSeen struct {
 	At  time.Time
 	MAC string // sender hardware address, lower case
 	Op  arp.Operation
+	// ToWatcher: a reply addressed to the watcher's own MAC, that is an
+	// answer to its requests (a gratuitous one is broadcast).
+	ToWatcher bool
 }
 
 // ARPWatcher sends ARP requests for one address from a node's switch
@@ -105,7 +109,8 @@ func (l *Lab) WatchARP(node string, addr netip.Addr, interval time.Duration) (*A
 				continue
 			}
 			w.mu.Lock()
-			w.seen = append(w.seen, ARPSeen{At: now, MAC: strings.ToLower(p.SenderHardwareAddr.String()), Op: p.Operation})
+			w.seen = append(w.seen, ARPSeen{At: now, MAC: strings.ToLower(p.SenderHardwareAddr.String()), Op: p.Operation,
+				ToWatcher: bytes.Equal(p.TargetHardwareAddr, w.c.HardwareAddr())})
 			w.mu.Unlock()
 		}
 	}()
@@ -141,7 +146,8 @@ func (w *ARPWatcher) Seen() []ARPSeen {
 }
 
 // Unanswered counts the requests sent (within [from, to)) that no reply
-// followed within within, and how many were sent then.
+// to the watcher followed within within, and how many were sent then.
+// Gratuitous ARP does not count as an answer.
 func (w *ARPWatcher) Unanswered(from, to time.Time, within time.Duration) (unanswered, sent int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -152,7 +158,7 @@ func (w *ARPWatcher) Unanswered(from, to time.Time, within time.Duration) (unans
 		sent++
 		answered := false
 		for _, s := range w.seen {
-			if s.Op == arp.OperationReply && !s.At.Before(at) && s.At.Sub(at) < within {
+			if s.Op == arp.OperationReply && s.ToWatcher && !s.At.Before(at) && s.At.Sub(at) < within {
 				answered = true
 				break
 			}
