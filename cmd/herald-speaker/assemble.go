@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,6 +46,14 @@ type assembly struct {
 	linkUp       func() (bool, error)
 	// interfacesDown judges the interfaces layer-2 pools name.
 	interfacesDown func(names []string) ([]string, error)
+	// snapshot is the one saved on the node (nil: none); snapshotPath
+	// where to save the next ("": nowhere).
+	snapshot     *speaker.Snapshot
+	snapshotPath string
+	// offline: the API server did not answer at start; the speaker
+	// decides from the snapshot at once instead of waiting for its
+	// caches first.
+	offline bool
 }
 
 // components are the speaker's parts, not started.
@@ -71,7 +80,10 @@ func assemble(a assembly) (*components, error) {
 	spCfg := speaker.Config{
 		NodeName: a.node, MemberlistPort: a.port, Informers: informers, Class: a.class,
 		Membership: a.members, L2: l2Adapter{c.l2}, Reporter: reporter, Log: a.log, Registry: a.registry,
-		WatchInterfaces: c.health.SetWatched,
+		WatchInterfaces: c.health.SetWatched, Snapshot: a.snapshot, SnapshotPath: a.snapshotPath,
+	}
+	if a.offline {
+		spCfg.SnapshotWait = time.Millisecond
 	}
 	if a.v4.IsValid() {
 		// Router ID and next hops are this node's InternalIPs, so routers

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -54,6 +56,16 @@ type flags struct {
 	onlyClass    bool
 	profiling    cli.Profiling
 	runAs        string
+	cacheDir     string
+}
+
+// snapshotPath is where this node's speaker keeps its snapshot: named
+// after the node, so that speakers sharing a directory (a lab) keep apart.
+func (f *flags) snapshotPath() string {
+	if f.cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(f.cacheDir, "speaker-"+f.nodeName+".json.gz")
 }
 
 func parse(args []string) *flags {
@@ -71,6 +83,7 @@ func parse(args []string) *flags {
 	fs.BoolVar(&f.onlyClass, "only-class", false, "handle only Services of --load-balancer-class (default: Services with no class too)")
 	f.profiling.Register(fs)
 	fs.StringVar(&f.runAs, "run-as", "65532:65532", "uid:gid a speaker started as root switches to, keeping only CAP_NET_RAW; empty: stay as started")
+	fs.StringVar(&f.cacheDir, "cache-dir", "/var/lib/herald", "directory on the node where the speaker keeps a snapshot of what it decides from, so that it answers for its addresses when it starts while the API server is down; empty: none")
 	fs.Usage = func() {
 		_, _ = fmt.Fprintf(fs.Output(), "Usage: herald-speaker [flags]          announce Service addresses (the DaemonSet)\n"+
 			"       herald-speaker control-plane ...  keep the API server's VIP (a static Pod; see herald-speaker control-plane --help)\n\nFlags:\n")
@@ -127,6 +140,42 @@ func parseRunAs(s string) (uid, gid int, err error) {
 //
 // keep are the capabilities kept and why ("layer-2 answers need
 // CAP_NET_RAW").
+// prepareCacheDir makes the snapshot directory before the speaker gives
+// up root, and lets the user it switches to write there through the
+// directory's group: the container has no CHOWN capability, but an owner
+// may give a file to a group it is in, and SETGID lets this thread join
+// that group for the moment.
+func prepareCacheDir(f *flags, log *slog.Logger) {
+	if f.cacheDir == "" {
+		return
+	}
+	if err := os.MkdirAll(f.cacheDir, 0o700); err != nil {
+		log.Warn("no snapshot directory: a restart during an API outage waits for the API server", "dir", f.cacheDir, "err", err)
+		return
+	}
+	uid, gid, _ := parseRunAs(f.runAs)
+	if uid < 0 || os.Geteuid() != 0 {
+		return
+	}
+	// The thread that joins the group is locked and never unlocked, so
+	// that it ends with its goroutine instead of running others.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := unix.Setgroups([]int{gid}) // this thread only
+		if err == nil {
+			err = unix.Chown(f.cacheDir, -1, gid)
+		}
+		if err == nil {
+			err = unix.Chmod(f.cacheDir, 0o770)
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		log.Warn("cannot let the speaker's user write its snapshot directory", "dir", f.cacheDir, "err", err)
+	}
+}
+
 func dropPrivileges(runAs string, keep privilege.Set, why string, log *slog.Logger) {
 	uid, gid, _ := parseRunAs(runAs) // validated by parse
 	if uid >= 0 {
@@ -171,6 +220,7 @@ func run(args []string) int {
 	f := parse(args)
 	log := f.common.Logger(os.Stderr, "herald-speaker").With("node", f.nodeName)
 	cli.LogStart(log)
+	prepareCacheDir(f, log)
 	dropPrivileges(f.runAs, privilege.Of(unix.CAP_NET_RAW), "layer-2 answers need CAP_NET_RAW", log)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(defaultMemoryLimit)
@@ -201,7 +251,19 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	bind, err := bindAddr(ctx, kube, f)
+	var snap *speaker.Snapshot
+	if path := f.snapshotPath(); path != "" {
+		snap, err = speaker.ReadSnapshot(path)
+		switch {
+		case errors.Is(err, speaker.ErrNoSnapshot):
+		case err != nil:
+			log.Warn("ignoring the saved snapshot", "err", err)
+		default:
+			log.Info("snapshot found: used if the API server does not answer at start", "saved", snap.Saved.Format(time.RFC3339))
+		}
+	}
+	self, offline := ownNode(ctx, kube, f.nodeName, snap, log)
+	bind, err := bindAddr(f, self)
 	if err != nil {
 		return err
 	}
@@ -232,7 +294,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		}()
 		defer func() { stopKeys(); <-keysDone }()
 	}
-	v4, v6, nodeUID, err := nodeAddrs(ctx, kube, f.nodeName, log)
+	v4, v6, nodeUID, err := nodeAddrs(self, log)
 	if err != nil {
 		return err
 	}
@@ -242,6 +304,7 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		node: f.nodeName, nodeUID: nodeUID, port: f.ml.port, class: k8s.Class{Name: f.class, Only: f.onlyClass}, namespace: ns,
 		kube: kube, herald: herald, members: members, recorder: recorder, log: log, registry: reg,
 		v4: v4, v6: v6, kubeProxyURL: f.kubeProxyURL, linkUp: health.LinkUpFor(bind), interfacesDown: links.Down,
+		snapshot: snap, snapshotPath: f.snapshotPath(), offline: offline,
 	})
 	if err != nil {
 		return err
@@ -273,14 +336,16 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 		}
 		bgpDone <- c.bgp.Run(annCtx)
 	}()
-	if err := links.Subscribe(ctx, c.health.LinkChanged); err != nil {
+	if err := links.Subscribe(ctx, c.health.LinkChanged, func(err error) {
+		log.Warn("following link changes; the periodic health check covers the gap", "err", err)
+	}); err != nil {
 		log.Warn("link changes are noticed at the next health check only", "err", err)
 	}
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
 		c.health.Run(ctx, func(ctx context.Context, st health.Status) error {
-			return members.SetHealth(ctx, st.Healthy, membership.Interfaces{Down: st.Down})
+			return members.SetHealth(ctx, st.Healthy, membership.Interfaces{Down: st.Down, Unlisted: st.Unknown})
 		})
 	}()
 	defer func() { <-healthDone }()
@@ -299,37 +364,62 @@ func serve(ctx context.Context, f *flags, log *slog.Logger) error {
 	return err
 }
 
-// bindAddr is --bind-addr, else this node's InternalIP: speakers run with
-// hostNetwork, so peers find each other from the Node objects alone.
-func bindAddr(ctx context.Context, kube kubernetes.Interface, f *flags) (netip.Addr, error) {
-	if f.bindAddr != "" {
-		return netip.MustParseAddr(f.bindAddr), nil
+// ownNode reads this node's Node object. While the API server does not
+// answer it keeps trying, unless the snapshot holds the Node: a speaker
+// starting during an API outage then goes on with what it saw last, and
+// says so (fromSnapshot). With a snapshot to fall back on, an attempt
+// gets half a second: the speaker is to answer within a second or two of
+// starting, not to wait out a connect timeout.
+func ownNode(ctx context.Context, kube kubernetes.Interface, name string, snap *speaker.Snapshot, log *slog.Logger) (n *corev1.Node, fromSnapshot bool) {
+	timeout := 2 * time.Second
+	if snap != nil {
+		timeout = 500 * time.Millisecond
 	}
 	for {
-		n, err := kube.CoreV1().Nodes().Get(ctx, f.nodeName, metav1.GetOptions{})
+		attempt, cancel := context.WithTimeout(ctx, timeout)
+		n, err := kube.CoreV1().Nodes().Get(attempt, name, metav1.GetOptions{})
+		cancel()
 		if err == nil {
-			if ips := k8s.NodeInternalIPs(n); len(ips) > 0 {
-				return ips[0], nil
-			}
-			return netip.Addr{}, fmt.Errorf("node %s has no InternalIP; set --bind-addr", f.nodeName)
+			return n, false
 		}
+		if snap != nil {
+			if n, ok := snap.Node(name); ok {
+				log.Warn("API server not reached: using this node's Node object from the snapshot", "err", err, "saved", snap.Saved.Format(time.RFC3339))
+				return n, true
+			}
+		}
+		log.Warn("reading this node's Node object", "err", err)
 		select {
 		case <-ctx.Done():
-			return netip.Addr{}, fmt.Errorf("reading node %s: %w", f.nodeName, err)
+			return nil, false
 		case <-time.After(2 * time.Second):
 		}
 	}
 }
 
+// bindAddr is --bind-addr, else this node's InternalIP: speakers run with
+// hostNetwork, so peers find each other from the Node objects alone.
+func bindAddr(f *flags, self *corev1.Node) (netip.Addr, error) {
+	if f.bindAddr != "" {
+		return netip.MustParseAddr(f.bindAddr), nil
+	}
+	if self == nil {
+		return netip.Addr{}, fmt.Errorf("reading node %s: stopped before the API server answered", f.nodeName)
+	}
+	if ips := k8s.NodeInternalIPs(self); len(ips) > 0 {
+		return ips[0], nil
+	}
+	return netip.Addr{}, fmt.Errorf("node %s has no InternalIP; set --bind-addr", f.nodeName)
+}
+
 // nodeAddrs are this node's first IPv4 and IPv6 InternalIPs: the BGP
 // router ID and next hops. A node without an IPv4 one runs no BGP. uid is
 // the Node's, the owner of this node's Speaker object.
-func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log *slog.Logger) (v4, v6 netip.Addr, uid types.UID, err error) {
-	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, "", fmt.Errorf("reading node %s: %w", node, err)
+func nodeAddrs(self *corev1.Node, log *slog.Logger) (v4, v6 netip.Addr, uid types.UID, err error) {
+	if self == nil {
+		return netip.Addr{}, netip.Addr{}, "", errors.New("reading this node's Node object: stopped before the API server answered")
 	}
-	for _, ip := range k8s.NodeInternalIPs(n) {
+	for _, ip := range k8s.NodeInternalIPs(self) {
 		if ip.Is4() && !v4.IsValid() {
 			v4 = ip
 		}
@@ -344,5 +434,5 @@ func nodeAddrs(ctx context.Context, kube kubernetes.Interface, node string, log 
 	case !v6.IsValid():
 		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
 	}
-	return v4, v6, n.UID, nil
+	return v4, v6, self.UID, nil
 }

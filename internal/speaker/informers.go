@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -33,16 +34,31 @@ type Informers struct {
 	secretFactory kubeinformers.SharedInformerFactory
 	namespace     string
 
+	// live are the informers' caches; cur is what the speaker reads now:
+	// live, or the snapshot saved on the node while the informers have
+	// not synced (snapshot.go).
+	live listers
+	cur  atomic.Pointer[listers]
+	// dirty is set by every change the informers see, and cleared when a
+	// snapshot is saved.
+	dirty atomic.Bool
+
+	nodeInformer cache.SharedIndexInformer
+	changed      chan struct{}
+}
+
+// listers are the objects the speaker decides from.
+type listers struct {
 	svcs    corelisters.ServiceLister
 	slices  discoverylisters.EndpointSliceLister
 	nodes   corelisters.NodeLister
 	pools   heraldlisters.IPPoolLister
 	peers   heraldlisters.BGPPeerLister // nil without BGP
 	secrets corelisters.SecretLister    // nil without BGP
-
-	nodeInformer cache.SharedIndexInformer
-	changed      chan struct{}
 }
+
+// l is what the speaker reads now.
+func (inf *Informers) l() *listers { return inf.cur.Load() }
 
 // factory is what the speaker does with an informer factory.
 type factory interface {
@@ -64,22 +80,28 @@ func NewInformers(kube kubernetes.Interface, herald versioned.Interface, namespa
 	epsInf := inf.kubeFactory.Discovery().V1().EndpointSlices()
 	nodeInf := inf.kubeFactory.Core().V1().Nodes()
 	poolInf := inf.heraldFactory.Herald().V1alpha1().IPPools()
-	inf.svcs, inf.slices, inf.nodes, inf.pools = svcInf.Lister(), epsInf.Lister(), nodeInf.Lister(), poolInf.Lister()
+	inf.live.svcs, inf.live.slices, inf.live.nodes, inf.live.pools = svcInf.Lister(), epsInf.Lister(), nodeInf.Lister(), poolInf.Lister()
 	inf.nodeInformer = nodeInf.Informer()
 	informers := []cache.SharedIndexInformer{svcInf.Informer(), epsInf.Informer(), poolInf.Informer()}
 	if bgp {
 		peerInf := inf.heraldFactory.Herald().V1alpha1().BGPPeers()
-		inf.peers = peerInf.Lister()
+		inf.live.peers = peerInf.Lister()
 		inf.secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(kube, 0, kubeinformers.WithNamespace(namespace))
 		secretInf := inf.secretFactory.Core().V1().Secrets()
-		inf.secrets = secretInf.Lister()
+		inf.live.secrets = secretInf.Lister()
 		informers = append(informers, peerInf.Informer(), secretInf.Informer())
 	}
+	inf.cur.Store(&inf.live)
 	poke := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(inf.changed) },
-		UpdateFunc: func(any, any) { signal(inf.changed) },
-		DeleteFunc: func(any) { signal(inf.changed) },
+		AddFunc:    func(any) { inf.dirty.Store(true); signal(inf.changed) },
+		UpdateFunc: func(any, any) { inf.dirty.Store(true); signal(inf.changed) },
+		DeleteFunc: func(any) { inf.dirty.Store(true); signal(inf.changed) },
 	}
+	_, _ = inf.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { inf.dirty.Store(true) },
+		UpdateFunc: func(any, any) { inf.dirty.Store(true) },
+		DeleteFunc: func(any) { inf.dirty.Store(true) },
+	})
 	for _, i := range informers {
 		// AddEventHandler fails only on a stopped informer; these have
 		// not started.
@@ -115,14 +137,17 @@ func (inf *Informers) factories() []factory {
 	return out
 }
 
-// start starts the informers and waits until every cache has synced.
-func (inf *Informers) start(ctx context.Context) error {
+// start starts the informers; the channel says when every cache has
+// synced (nil), or that ctx ended first.
+func (inf *Informers) start(ctx context.Context) <-chan error {
 	var syncers []k8s.Syncer
 	for _, f := range inf.factories() {
 		f.Start(ctx.Done())
 		syncers = append(syncers, f)
 	}
-	return k8s.WaitForSync(ctx, syncers...)
+	synced := make(chan error, 1)
+	go func() { synced <- k8s.WaitForSync(ctx, syncers...) }()
+	return synced
 }
 
 // shutdown stops the informers and waits for their goroutines.
@@ -135,7 +160,7 @@ func (inf *Informers) shutdown() {
 // Service is the cached Service key ("ns/name"), nil when it is gone.
 func (inf *Informers) Service(key string) *corev1.Service {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	svc, err := inf.svcs.Services(ns).Get(name)
+	svc, err := inf.l().svcs.Services(ns).Get(name)
 	if err != nil {
 		return nil
 	}
@@ -145,10 +170,11 @@ func (inf *Informers) Service(key string) *corev1.Service {
 // BGPPeer is the cached BGPPeer name, nil when it is gone or this node
 // runs no BGP.
 func (inf *Informers) BGPPeer(name string) *heraldv1.BGPPeer {
-	if inf.peers == nil {
+	peers := inf.l().peers
+	if peers == nil {
 		return nil
 	}
-	p, err := inf.peers.Get(name)
+	p, err := peers.Get(name)
 	if err != nil {
 		return nil
 	}
@@ -158,7 +184,7 @@ func (inf *Informers) BGPPeer(name string) *heraldv1.BGPPeer {
 // peerAddrs are the memberlist addresses of every other node: speakers run
 // with hostNetwork, so a node's first InternalIP is its speaker's.
 func (inf *Informers) peerAddrs(self string, port int) []netip.AddrPort {
-	nodes, _ := inf.nodes.List(labels.Everything()) // a cache lister never fails
+	nodes, _ := inf.l().nodes.List(labels.Everything()) // a cache lister never fails
 	var peers []netip.AddrPort
 	for _, n := range nodes {
 		if n.Name == self {

@@ -29,7 +29,7 @@ func (s *Speaker) input(members []membership.Member) plan.Input {
 		Pools:    s.poolInfos(),
 		Services: s.serviceInfos(),
 	}
-	if s.inf.peers != nil {
+	if s.inf.l().peers != nil {
 		in.Peers = s.peerInfos()
 	}
 	return in
@@ -42,7 +42,7 @@ func (s *Speaker) nodeInfos(members []membership.Member) []election.NodeInfo {
 	for _, m := range members {
 		byName[m.Name] = m
 	}
-	nodes, _ := s.inf.nodes.List(labels.Everything())
+	nodes, _ := s.inf.l().nodes.List(labels.Everything())
 	out := make([]election.NodeInfo, 0, len(nodes))
 	for _, n := range nodes {
 		m, alive := byName[n.Name]
@@ -62,7 +62,7 @@ func (s *Speaker) nodeInfos(members []membership.Member) []election.NodeInfo {
 }
 
 func (s *Speaker) poolInfos() []plan.Pool {
-	pools, _ := s.inf.pools.List(labels.Everything())
+	pools, _ := s.inf.l().pools.List(labels.Everything())
 	out := make([]plan.Pool, 0, len(pools))
 	for _, p := range pools {
 		out = append(out, poolInfo(p, s.log))
@@ -116,7 +116,7 @@ func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
 }
 
 func (s *Speaker) serviceInfos() []plan.Service {
-	svcs, _ := s.inf.svcs.List(labels.Everything())
+	svcs, _ := s.inf.l().svcs.List(labels.Everything())
 	out := make([]plan.Service, 0, len(svcs))
 	for _, svc := range svcs {
 		ours := s.cfg.Class.Handles(svc)
@@ -147,7 +147,7 @@ func (s *Speaker) serviceInfos() []plan.Service {
 // localNodes are the nodes with a ready or serving endpoint of svc.
 func (s *Speaker) localNodes(svc *corev1.Service) map[string]bool {
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
-	eps, _ := s.inf.slices.EndpointSlices(svc.Namespace).List(sel)
+	eps, _ := s.inf.l().slices.EndpointSlices(svc.Namespace).List(sel)
 	out := map[string]bool{}
 	for _, es := range eps {
 		for _, ep := range es.Endpoints {
@@ -167,12 +167,12 @@ func (s *Speaker) localNodes(svc *corev1.Service) map[string]bool {
 // peerInfos are every BGPPeer with its password read from the Secret it
 // names.
 func (s *Speaker) peerInfos() []plan.Peer {
-	all, _ := s.inf.peers.List(labels.Everything())
+	all, _ := s.inf.l().peers.List(labels.Everything())
 	out := make([]plan.Peer, 0, len(all))
 	for _, p := range all {
 		info := plan.Peer{Name: p.Name, Spec: p.Spec}
 		if ref := p.Spec.PasswordSecretRef; ref != nil {
-			sec, err := s.inf.secrets.Secrets(s.inf.namespace).Get(ref.Name)
+			sec, err := s.inf.l().secrets.Secrets(s.inf.namespace).Get(ref.Name)
 			if err != nil || len(sec.Data[ref.Key]) == 0 {
 				info.PasswordProblem = fmt.Sprintf("password Secret %s/%s has no key %q", s.inf.namespace, ref.Name, ref.Key)
 			} else {

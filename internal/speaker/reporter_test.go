@@ -206,7 +206,7 @@ func TestPeerProblemsAndSessions(t *testing.T) {
 	events := &refRecorder{Events: make(chan string, 10)}
 	inf := fakeInformers()
 	peers := inf.heraldFactory.Herald().V1alpha1().BGPPeers().Informer().GetIndexer()
-	inf.peers = inf.heraldFactory.Herald().V1alpha1().BGPPeers().Lister()
+	inf.live.peers = inf.heraldFactory.Herald().V1alpha1().BGPPeers().Lister()
 	if err := peers.Add(&heraldv1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "a", UID: "uid-a"}}); err != nil {
 		t.Fatal(err)
 	}

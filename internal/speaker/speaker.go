@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 
 	"github.com/heraldlb/herald/internal/bgpplan"
@@ -61,6 +62,15 @@ type Config struct {
 	JoinWait time.Duration
 	// Clock paces every wait of the speaker; nil is the real clock.
 	Clock clock.Clock
+	// Snapshot, if set, is what the speaker saved on the node last time:
+	// when the informers have not synced within SnapshotWait (the API
+	// server is down), the speaker decides from it until they have.
+	Snapshot     *Snapshot
+	SnapshotWait time.Duration // 0: 500 ms
+	// SnapshotPath, if set, is where the speaker saves a Snapshot of its
+	// caches, at most every SnapshotInterval while they change.
+	SnapshotPath     string
+	SnapshotInterval time.Duration // 0: 10 s
 	// WatchInterfaces, if set, is given the interfaces the layer-2 pools
 	// name (sorted, each once) whenever they change: the node judges and
 	// publishes each one's state, which the election of those pools uses.
@@ -81,6 +91,10 @@ type Speaker struct {
 
 	watched []string // last given to WatchInterfaces; reconcile's own
 
+	// synced is set once the informers have synced: the speaker then
+	// decides from them, and snapshots may be saved.
+	synced atomic.Bool
+
 	announcedGauge *prometheus.GaugeVec
 	membersGauge   *prometheus.GaugeVec
 	recomputes     prometheus.Counter
@@ -100,6 +114,12 @@ func New(cfg Config) *Speaker {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.SnapshotWait == 0 {
+		cfg.SnapshotWait = 500 * time.Millisecond
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 10 * time.Second
 	}
 	s := &Speaker{
 		cfg: cfg,
@@ -142,8 +162,18 @@ func (s *Speaker) nodesChanged() {
 // the cluster, keeps answering for HandoverDelay and withdraws everything.
 func (s *Speaker) Run(ctx context.Context) error {
 	defer s.inf.shutdown()
-	if err := s.inf.start(ctx); err != nil {
+	synced, err := s.startInformers(ctx)
+	if err != nil {
 		return err
+	}
+	if s.cfg.SnapshotPath != "" {
+		saverDone := make(chan struct{})
+		saverCtx, stopSaver := context.WithCancel(ctx)
+		go func() {
+			defer close(saverDone)
+			s.saveSnapshots(saverCtx)
+		}()
+		defer func() { stopSaver(); <-saverDone }()
 	}
 	s.nodesChanged()
 	s.awaitJoin(ctx)
@@ -172,6 +202,15 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return err
 		case <-s.inf.changed:
 		case <-s.cfg.Membership.Changed():
+		case err := <-synced:
+			synced = nil
+			if err != nil {
+				continue // ctx ended: the next round stops
+			}
+			s.inf.cur.Store(&s.inf.live)
+			s.synced.Store(true)
+			s.log.Info("API server reached: deciding from it again instead of the snapshot")
+			s.nodesChanged()
 		}
 		cpu := processCPU()
 		s.reconcile(ctx)
@@ -192,6 +231,64 @@ func (s *Speaker) Run(ctx context.Context) error {
 			case <-t.C():
 			}
 			t.Stop()
+		}
+	}
+}
+
+// startInformers starts the informers and waits until they have synced.
+// With a snapshot it waits SnapshotWait at most, then decides from the
+// snapshot; the returned channel then says when the informers have synced
+// (Run switches to them), and is nil otherwise.
+func (s *Speaker) startInformers(ctx context.Context) (<-chan error, error) {
+	synced := s.inf.start(ctx)
+	if s.cfg.Snapshot == nil {
+		if err := <-synced; err != nil {
+			return nil, err
+		}
+		s.synced.Store(true)
+		return nil, nil
+	}
+	t := s.cfg.Clock.NewTimer(s.cfg.SnapshotWait)
+	defer t.Stop()
+	select {
+	case err := <-synced:
+		if err != nil {
+			return nil, err
+		}
+		s.synced.Store(true)
+		return nil, nil
+	case <-t.C():
+	}
+	snap := s.cfg.Snapshot
+	s.inf.cur.Store(snap.listers(s.inf.live.peers != nil))
+	s.log.Warn("API server not reached: deciding from the snapshot saved on this node until it is",
+		"saved", snap.Saved.Format(time.RFC3339), "services", len(snap.Services), "pools", len(snap.Pools), "nodes", len(snap.Nodes))
+	return synced, nil
+}
+
+// saveSnapshots saves a Snapshot of the informers' caches at most every
+// SnapshotInterval while they change, once they have synced, and once
+// more when ctx ends.
+func (s *Speaker) saveSnapshots(ctx context.Context) {
+	save := func() {
+		if !s.synced.Load() || !s.inf.dirty.Swap(false) {
+			return
+		}
+		if err := WriteSnapshot(s.cfg.SnapshotPath, s.inf.snapshot(s.cfg.Clock.Now())); err != nil {
+			s.inf.dirty.Store(true)
+			s.log.Warn("saving the snapshot a restart during an API outage starts from", "err", err)
+		}
+	}
+	t := s.cfg.Clock.NewTimer(s.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			save()
+			return
+		case <-t.C():
+			save()
+			t.Reset(s.cfg.SnapshotInterval)
 		}
 	}
 }
@@ -272,23 +369,39 @@ func (s *Speaker) reconcile(ctx context.Context) {
 	s.membersGauge.WithLabelValues("false").Set(float64(len(members) - healthy))
 	s.membersGauge.WithLabelValues("true").Set(float64(healthy))
 	in := s.input(members)
-	s.watchInterfaces(in.Pools)
+	s.watchInterfaces(in)
 	p := plan.Decide(in)
 	s.refused.Set(float64(len(p.Refused)))
 	s.apply(ctx, p)
 }
 
-// watchInterfaces hands the interfaces the layer-2 pools name to
-// WatchInterfaces when they change.
-func (s *Speaker) watchInterfaces(pools []plan.Pool) {
+// watchInterfaces hands the interfaces named by the layer-2 pools this
+// node may announce (their nodeSelector matches it) to WatchInterfaces
+// when they change. Pools of other nodes are left out: a rack's VLAN is
+// absent elsewhere, and listing it as down on every other node would only
+// fill the memberlist metadata.
+func (s *Speaker) watchInterfaces(in plan.Input) {
 	if s.cfg.WatchInterfaces == nil {
 		return
 	}
-	var names []string
-	for _, p := range pools {
-		if p.L2 != nil {
-			names = append(names, p.L2.Interfaces...)
+	// Without its own Node (not seen yet), the node watches every named
+	// interface.
+	var self labels.Set
+	found := false
+	for _, n := range in.Nodes {
+		if n.Name == s.cfg.NodeName {
+			self, found = labels.Set(n.Labels), true
 		}
+	}
+	var names []string
+	for _, p := range in.Pools {
+		if p.L2 == nil {
+			continue
+		}
+		if sel := p.L2.NodeSelector; found && sel != nil && !sel.Empty() && !sel.Matches(self) {
+			continue
+		}
+		names = append(names, p.L2.Interfaces...)
 	}
 	names = slices.Compact(slices.Sorted(slices.Values(names)))
 	if s.watched != nil && slices.Equal(names, s.watched) {

@@ -32,6 +32,11 @@ func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return netns.Run(ctx, cp.Namespace, argv...)
 }
 
+// SpeakerCacheDir is the directory the speakers keep their snapshots in
+// (herald-speaker --cache-dir, as seen from the host): a file per node,
+// speaker-NODE.json.gz.
+func (l *Lab) SpeakerCacheDir() string { return filepath.Join(l.StateDir, "speaker-cache") }
+
 // besideMetalLBComponent moves the speakers' ports off MetalLB's.
 const besideMetalLBComponent = "config/components/beside-metallb"
 
@@ -58,11 +63,24 @@ func (l *Lab) installHerald(ctx context.Context) error {
 	for _, name := range release.Images {
 		images = append(images, map[string]string{"name": "ghcr.io/heraldlb/" + name, "newTag": LabVersion})
 	}
+	// The speakers' snapshots go to the lab's state, not to the host's
+	// /var/lib/herald: every lab node shares the host's file system.
+	cachePatch := `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: herald-speaker, namespace: herald-system}
+spec:
+  template:
+    spec:
+      volumes:
+      - name: cache
+        hostPath: {path: ` + l.SpeakerCacheDir() + `}
+`
 	kustomization := map[string]any{
 		"apiVersion": "kustomize.config.k8s.io/v1beta1",
 		"kind":       "Kustomization",
 		"resources":  []string{"install.yaml"},
 		"images":     images,
+		"patches":    []map[string]string{{"patch": cachePatch}},
 	}
 	if l.opts.BesideMetalLB {
 		// As docs/migrating-from-metallb.md installs it: the component in

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,6 +108,12 @@ func (l *Lab) StartSpeaker(node string) error {
 	if l.opts.BesideMetalLB {
 		args = append(args, "--memberlist-port", strconv.Itoa(besideMetalLBMemberlistPort))
 	}
+	// The speaker writes its snapshot after switching to its own user,
+	// which must be able to pass through the state directory.
+	if err := os.Chmod(l.StateDir, 0o711); err != nil {
+		return err
+	}
+	args = append(args, "--cache-dir", l.SpeakerCacheDir())
 	_, err = l.start(n.Name, "herald-speaker", append(args, l.opts.SpeakerArgs...)...)
 	return err
 }
