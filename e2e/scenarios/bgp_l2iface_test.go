@@ -70,18 +70,7 @@ func TestSecondInterfaceDown(t *testing.T) {
 		if ip != "" {
 			svc.Annotations[k8s.AnnotationIPs] = ip
 		}
-		if err := l.ApplyService(ctx, svc); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = l.DeleteService(context.Background(), "default", name) })
-		if err := l.WaitEndpoints(ctx, "default", name, len(l.Nodes())); err != nil {
-			t.Fatal(err)
-		}
-		addrs, err := l.WaitServing(ctx, "default", name, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return addrs[0]
+		return serveOn(ctx, t, l, svc)
 	}
 	vip := service("iface-lan2", lan2Pool, "")
 	owner := lan2Owner(t, l, macs, vip, "")

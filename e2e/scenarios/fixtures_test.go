@@ -181,3 +181,22 @@ func probing(t *testing.T, addr netip.Addr) (stop func() (failed, resets, total 
 		return failed, resets, len(probes)
 	}
 }
+
+// serveOn creates svc in lab l, deleted at cleanup, and returns its
+// address once every node's backend is an endpoint and kube-proxy
+// forwards it.
+func serveOn(ctx context.Context, t *testing.T, l *lab.Lab, svc *corev1.Service) netip.Addr {
+	t.Helper()
+	if err := l.ApplyService(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeleteService(context.Background(), svc.Namespace, svc.Name) })
+	if err := l.WaitEndpoints(ctx, svc.Namespace, svc.Name, len(l.Nodes())); err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := l.WaitServing(ctx, svc.Namespace, svc.Name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs[0]
+}

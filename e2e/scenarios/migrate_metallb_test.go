@@ -169,17 +169,7 @@ func TestMetalLBCutover(t *testing.T) {
 		if ip != "" {
 			s.Annotations["metallb.universe.tf/loadBalancerIPs"] = ip
 		}
-		if err := l.ApplyService(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.WaitEndpoints(ctx, "default", name, len(l.Nodes())); err != nil {
-			t.Fatal(err)
-		}
-		addrs, err := l.WaitServing(ctx, "default", name, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return addrs[0]
+		return serveOn(ctx, t, l, s)
 	}
 	macs := map[string]string{}
 	for _, n := range l.Nodes() {
