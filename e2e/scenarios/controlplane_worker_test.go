@@ -90,7 +90,7 @@ func (l *cpLab) startWorker(ctx context.Context) {
 		"--healthz-bind-address=127.0.0.1:10256", "--metrics-bind-address=127.0.0.1:10249", "--v=1")
 	l.startIn(cpWorker, "herald-speaker", l.bin, "--kubeconfig", l.kubecfg, "--node-name", cpWorkerName,
 		"--bind-addr", cpWorkerAddr, "--memberlist-key-file", l.keyFile, "--memberlist-key-secret=",
-		"--metrics-addr", cpWorkerAddr+":7473")
+		"--metrics-addr", cpWorkerAddr+":7473", "--cache-dir", filepath.Join(l.dir, "speaker-cache"))
 }
 
 // startIn runs a process in ns until the test ends, logging to the lab dir.
