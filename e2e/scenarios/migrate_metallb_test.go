@@ -4,6 +4,7 @@ package scenarios
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -183,7 +184,7 @@ func TestMetalLBCutover(t *testing.T) {
 		replies, _ := l.ARPReplies(ctx, "frr", vip, 2)
 		var nodes []string
 		for _, m := range slices.Compact(replies) {
-			nodes = append(nodes, cmpOr(macs[m], m))
+			nodes = append(nodes, cmp.Or(macs[m], m))
 		}
 		slices.Sort(nodes)
 		return slices.Compact(nodes)
@@ -586,13 +587,6 @@ func heraldAnnouncer(ctx context.Context, l *lab.Lab, vip netip.Addr) string {
 		}
 	}
 	return ""
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // nextHopPoll is how often watchNextHops reads FRR's kernel route.

@@ -4,11 +4,8 @@ package scenarios
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,8 +76,9 @@ func TestSpeakerRestartDuringAPIOutage(t *testing.T) {
 		if !ok || (p.PID == old.PID && p.StartTime == old.StartTime) {
 			return false
 		}
-		started = procStarted(t, p.PID)
-		return true
+		var err error
+		started, err = lab.ProcStarted(p.PID)
+		return err == nil
 	}); err != nil {
 		t.Fatalf("no new speaker on %s 90 s after the kill", n)
 	}
@@ -118,32 +116,4 @@ func TestSpeakerRestartDuringAPIOutage(t *testing.T) {
 	if got := owner(t, vip); got != n {
 		t.Errorf("after the API server returned, %s is answered by %s; want %s", vip, got, n)
 	}
-}
-
-// procStarted is when process pid started, from its start time in clock
-// ticks since boot (10 ms resolution).
-func procStarted(t *testing.T, pid int) time.Time {
-	t.Helper()
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name, which may hold spaces.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	ticks, err := strconv.ParseUint(fields[19], 10, 64) // field 22: starttime
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	secs, err := strconv.ParseFloat(strings.Fields(string(up))[0], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	age := time.Duration(secs*float64(time.Second)) - time.Duration(ticks)*time.Second/ticksPerSecond
-	return now.Add(-age)
 }

@@ -119,6 +119,31 @@ func procStartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
+// ProcStarted is when process pid started: its start time in clock ticks
+// since boot (10 ms resolution) against the uptime now.
+func ProcStarted(pid int) (time.Time, error) {
+	ticks, err := procStartTime(pid)
+	if err != nil {
+		return time.Time{}, err
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}, err
+	}
+	now := time.Now()
+	f := strings.Fields(string(up))
+	if len(f) == 0 {
+		return time.Time{}, errors.New("parsing /proc/uptime")
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parsing /proc/uptime: %w", err)
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	age := time.Duration(secs*float64(time.Second)) - time.Duration(ticks)*time.Second/ticksPerSecond
+	return now.Add(-age), nil
+}
+
 // signal sends sig to p if it is still the recorded process.
 func (p Proc) signal(sig syscall.Signal) error {
 	if !p.Alive() {

@@ -3,6 +3,7 @@ package lab
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -36,5 +37,21 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	if _, err := LoadState(t.TempDir()); err == nil {
 		t.Error("LoadState of an empty dir: no error")
+	}
+}
+
+// TestProcStarted: this test process started before now and not before
+// the test binary was built.
+func TestProcStarted(t *testing.T) {
+	started, err := ProcStarted(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Stat("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); started.After(now) || started.Before(exe.ModTime().Add(-time.Second)) {
+		t.Errorf("started %v; want between the binary's build %v and now %v", started, exe.ModTime(), now)
 	}
 }
