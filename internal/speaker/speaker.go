@@ -241,15 +241,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 // (Run switches to them), and is nil otherwise.
 func (s *Speaker) startInformers(ctx context.Context) (<-chan error, error) {
 	synced := s.inf.start(ctx)
-	if s.cfg.Snapshot == nil {
-		if err := <-synced; err != nil {
-			return nil, err
-		}
-		s.synced.Store(true)
-		return nil, nil
+	var giveUp <-chan time.Time // without a snapshot, wait for the caches alone
+	if s.cfg.Snapshot != nil {
+		t := s.cfg.Clock.NewTimer(s.cfg.SnapshotWait)
+		defer t.Stop()
+		giveUp = t.C()
 	}
-	t := s.cfg.Clock.NewTimer(s.cfg.SnapshotWait)
-	defer t.Stop()
 	select {
 	case err := <-synced:
 		if err != nil {
@@ -257,7 +254,7 @@ func (s *Speaker) startInformers(ctx context.Context) (<-chan error, error) {
 		}
 		s.synced.Store(true)
 		return nil, nil
-	case <-t.C():
+	case <-giveUp:
 	}
 	snap := s.cfg.Snapshot
 	s.inf.cur.Store(snap.listers(s.inf.live.peers != nil))
