@@ -264,7 +264,7 @@ func TestSingleAddressPlacedAsBefore(t *testing.T) {
 // announces every address.
 func TestBGPAnnouncesEverySlot(t *testing.T) {
 	nodes := namedNodes(4)
-	pools := []Pool{{Name: "bgp", Ranges: lanPool[0].Ranges, BGP: &BGPPolicy{}}}
+	pools := []Pool{{Name: "bgp", Ranges: lanPool[0].Ranges, BGP: []*BGPPolicy{{}}}}
 	svcs := multiServices(10, 3, true)
 	l2, bgp := owners(nodes, pools, svcs)
 	if len(l2) != 0 {

@@ -107,8 +107,12 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 		cands  []string
 		ranker *election.Ranker
 	}
-	l2Cache, bgpCache := map[string]cached{}, map[string]cached{}
-	candidates := func(cache map[string]cached, nodes []election.NodeInfo, pool string, sel labels.Selector, local map[string]bool) cached {
+	type cacheKey struct {
+		pool   string
+		policy int // the BGP advertisement's index; 0 for layer 2
+	}
+	l2Cache, bgpCache := map[cacheKey]cached{}, map[cacheKey]cached{}
+	candidates := func(cache map[cacheKey]cached, nodes []election.NodeInfo, pool cacheKey, sel labels.Selector, local map[string]bool) cached {
 		if local != nil {
 			c := election.Candidates(nodes, sel, local)
 			return cached{cands: c, ranker: election.NewRanker(c)}
@@ -139,17 +143,24 @@ func announcements(self string, nodes []election.NodeInfo, pools []Pool, svcs []
 			if u.nslots > 1 {
 				owner = pl.owner(p, u.svc, u.slot)
 			} else {
-				owner = candidates(l2Cache, l2n.of(p), p.Name, p.L2.NodeSelector, u.local).ranker.Owner(u.key)
+				owner = candidates(l2Cache, l2n.of(p), cacheKey{pool: p.Name}, p.L2.NodeSelector, u.local).ranker.Owner(u.key)
 			}
 			if owner == self {
 				out.L2 = append(out.L2, L2Announcement{Addr: a, Interfaces: p.L2.Interfaces, Pool: p.Name, Services: u.services})
 			}
 		}
-		if p.BGP != nil {
-			c := candidates(bgpCache, nodes, p.Name, p.BGP.NodeSelector, u.local)
+		var mine []*BGPPolicy
+		for i, pol := range p.BGP {
+			c := candidates(bgpCache, nodes, cacheKey{p.Name, i}, pol.NodeSelector, u.local)
 			if _, ok := slices.BinarySearch(c.cands, self); ok {
-				out.BGP = append(out.BGP, BGPAnnouncement{Addr: a, Pool: p.Name, Policy: p.BGP, Services: u.services})
+				if mine == nil {
+					mine = make([]*BGPPolicy, 0, len(p.BGP)-i)
+				}
+				mine = append(mine, pol)
 			}
+		}
+		if mine != nil {
+			out.BGP = append(out.BGP, BGPAnnouncement{Addr: a, Pool: p.Name, Policies: mine, Services: u.services})
 		}
 	}
 	return out

@@ -86,8 +86,8 @@ func TestCandidateRules(t *testing.T) {
 	sel, _ := labels.Parse("zone=a")
 	pools := []Pool{
 		l2Pool("lan", "198.51.100.0/24"),
-		{Name: "zoned", Ranges: []allocator.Range{mustRange("203.0.113.0/24")}, L2: &L2Policy{NodeSelector: sel}, BGP: &BGPPolicy{NodeSelector: sel}},
-		{Name: "bgp", Ranges: []allocator.Range{mustRange("2001:db8:1::/64")}, BGP: &BGPPolicy{}},
+		{Name: "zoned", Ranges: []allocator.Range{mustRange("203.0.113.0/24")}, L2: &L2Policy{NodeSelector: sel}, BGP: []*BGPPolicy{{NodeSelector: sel}}},
+		{Name: "bgp", Ranges: []allocator.Range{mustRange("2001:db8:1::/64")}, BGP: []*BGPPolicy{{}}},
 	}
 	zoneA := func(n *election.NodeInfo) { n.Labels["zone"] = "a" }
 	tests := []struct {
@@ -191,7 +191,7 @@ func BenchmarkDecide10000x100(b *testing.B) {
 	for i := range 100 {
 		nodes = append(nodes, node(fmt.Sprintf("node-%03d", i)))
 	}
-	pools := []Pool{{Name: "big", Ranges: []allocator.Range{mustRange("198.18.0.0/16")}, L2: &L2Policy{}, BGP: &BGPPolicy{}}}
+	pools := []Pool{{Name: "big", Ranges: []allocator.Range{mustRange("198.18.0.0/16")}, L2: &L2Policy{}, BGP: []*BGPPolicy{{}}}}
 	var svcs []Service
 	for i := range 10000 {
 		s := Service{Key: fmt.Sprintf("ns/s%05d", i), Addrs: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})}}
@@ -280,7 +280,7 @@ func TestExternalIPs(t *testing.T) {
 // releasing the hold announces them as usual.
 func TestHeldPoolAnnouncesNothing(t *testing.T) {
 	p := l2Pool("migrating", "198.51.100.0/28")
-	p.BGP = &BGPPolicy{}
+	p.BGP = []*BGPPolicy{{}}
 	p.Hold = true
 	svcs := []Service{{Key: "ns/web", Addrs: addrs("198.51.100.3")}}
 	nodes := threeNodes()

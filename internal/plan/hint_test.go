@@ -14,7 +14,7 @@ func TestPoolHintNeverClaimsAnAddressThePoolDidNotHold(t *testing.T) {
 	nodes := threeNodes()
 	shrunk := l2Pool("shrunk", "198.51.100.8/29")
 	shrunk.HeldOutsideSpec = []allocator.Range{mustRange("198.51.100.1-198.51.100.1")} // kept for ns/kept
-	shrunk.BGP = &BGPPolicy{}
+	shrunk.BGP = []*BGPPolicy{{}}
 	other := l2Pool("other", "203.0.113.0/24")
 	pools := []Pool{shrunk, other}
 	svcs := []Service{

@@ -19,7 +19,7 @@ func TestInterfaceDownMovesOnlyItsPools(t *testing.T) {
 		{Name: "lan2", Ranges: []allocator.Range{mustRange("203.0.113.0/26")}, L2: &L2Policy{Interfaces: []string{"lan2"}}},
 		{Name: "either", Ranges: []allocator.Range{mustRange("203.0.113.64/26")}, L2: &L2Policy{Interfaces: []string{"lan2", "eth1"}}},
 		{Name: "auto", Ranges: []allocator.Range{mustRange("198.51.100.0/26")}, L2: &L2Policy{}},
-		{Name: "routed", Ranges: []allocator.Range{mustRange("198.51.100.64/26")}, BGP: &BGPPolicy{}},
+		{Name: "routed", Ranges: []allocator.Range{mustRange("198.51.100.64/26")}, BGP: []*BGPPolicy{{}}},
 		{Name: "multi", Ranges: []allocator.Range{mustRange("203.0.113.128/26")}, L2: &L2Policy{Interfaces: []string{"lan2"}}},
 	}
 	var svcs []Service

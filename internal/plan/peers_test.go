@@ -121,9 +121,9 @@ func TestPaths(t *testing.T) {
 	lp := uint32(150)
 	pol := &BGPPolicy{Peers: []string{"r1"}, Communities: []string{"1:1"}, LocalPref: &lp, AggregationLength: 24, AggregationLengthV6: 64}
 	got, err := Paths([]BGPAnnouncement{
-		{Addr: netip.MustParseAddr("198.51.100.7"), Policy: pol},
-		{Addr: netip.MustParseAddr("2001:db8::7"), Policy: pol},
-		{Addr: netip.MustParseAddr("198.51.100.8"), Policy: &BGPPolicy{AggregationLength: 33}},
+		{Addr: netip.MustParseAddr("198.51.100.7"), Policies: []*BGPPolicy{pol}},
+		{Addr: netip.MustParseAddr("2001:db8::7"), Policies: []*BGPPolicy{pol}},
+		{Addr: netip.MustParseAddr("198.51.100.8"), Policies: []*BGPPolicy{{AggregationLength: 33}}},
 	})
 	if err == nil {
 		t.Error("aggregation to /33 accepted")

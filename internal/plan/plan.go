@@ -2,6 +2,7 @@ package plan
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -72,7 +73,9 @@ type Pool struct {
 	// it is then trusted for any address, as the controller trusts it.
 	OutsideSpecUnknown bool
 	L2                 *L2Policy
-	BGP                *BGPPolicy
+	// BGP are the pool's BGP advertisements: announce.bgp's own fields
+	// first, then its advertisements in order. Empty: no BGP.
+	BGP []*BGPPolicy
 	// Hold: the pool's addresses are its own (never refused) but not
 	// announced.
 	Hold bool
@@ -84,8 +87,14 @@ type L2Policy struct {
 	NodeSelector labels.Selector
 }
 
-// BGPPolicy is a pool's announce.bgp.
+// BGPPolicy is one BGP advertisement of a pool (announce.bgp's own fields
+// or one of its advertisements).
 type BGPPolicy struct {
+	// Name is the advertisement's name; "" for announce.bgp's own fields.
+	Name string
+	// Peers are the peers' names (a peerSelector already resolved); empty:
+	// every peer. An advertisement whose selector matches no peer is left
+	// out of Pool.BGP altogether.
 	Peers               []string
 	NodeSelector        labels.Selector
 	Communities         []string
@@ -132,8 +141,24 @@ type L2Announcement struct {
 
 // BGPAnnouncement is one address this node advertises over BGP.
 type BGPAnnouncement struct {
-	Addr     netip.Addr
-	Pool     string
-	Policy   *BGPPolicy
+	Addr netip.Addr
+	Pool string
+	// Policies are the pool's advertisements whose nodes include this
+	// one, in the pool's order; never empty.
+	Policies []*BGPPolicy
 	Services []string
+}
+
+// Peers are the names of the peers the address goes to, sorted; nil when
+// it goes to every peer.
+func (a *BGPAnnouncement) Peers() []string {
+	var out []string
+	for _, p := range a.Policies {
+		if len(p.Peers) == 0 {
+			return nil
+		}
+		out = append(out, p.Peers...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

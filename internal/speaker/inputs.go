@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -63,14 +64,20 @@ func (s *Speaker) nodeInfos(members []membership.Member) []election.NodeInfo {
 
 func (s *Speaker) poolInfos() []plan.Pool {
 	pools, _ := s.inf.l().pools.List(labels.Everything())
+	var peers []*heraldv1.BGPPeer
+	if l := s.inf.l().peers; l != nil {
+		peers, _ = l.List(labels.Everything())
+	}
 	out := make([]plan.Pool, 0, len(pools))
 	for _, p := range pools {
-		out = append(out, poolInfo(p, s.log))
+		out = append(out, poolInfo(p, peers, s.log))
 	}
 	return out
 }
 
-func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
+// poolInfo reads a pool; peers are every BGPPeer, against which the
+// advertisements' peer selectors are resolved into names.
+func poolInfo(p *heraldv1.IPPool, peers []*heraldv1.BGPPeer, log *slog.Logger) plan.Pool {
 	info := plan.Pool{Name: p.Name, Created: p.CreationTimestamp.Time, ExternalIPs: p.Spec.ExternalIPs, Hold: p.Spec.Hold}
 	// Until the controller has judged this generation of the spec, the
 	// pool still holds what it held: a shrunk spec arrives before the
@@ -94,7 +101,7 @@ func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
 		}
 		s, err := metav1.LabelSelectorAsSelector(ls)
 		if err != nil {
-			log.Warn("ignoring pool with a bad node selector", "pool", p.Name, "err", err)
+			log.Warn("ignoring pool with a bad selector", "pool", p.Name, "err", err)
 			return labels.Nothing()
 		}
 		return s
@@ -103,16 +110,42 @@ func poolInfo(p *heraldv1.IPPool, log *slog.Logger) plan.Pool {
 		info.L2 = &plan.L2Policy{Interfaces: l2.Interfaces, NodeSelector: sel(l2.NodeSelector)}
 	}
 	if b := p.Spec.Announce.BGP; b != nil {
-		info.BGP = &plan.BGPPolicy{Peers: b.Peers, NodeSelector: sel(b.NodeSelector), Communities: b.Communities,
-			LargeCommunities: b.LargeCommunities, LocalPref: b.LocalPref, AggregationLength: 32, AggregationLengthV6: 128}
-		if b.AggregationLength != nil {
-			info.BGP.AggregationLength = int(*b.AggregationLength)
+		add := func(name string, ad *heraldv1.BGPAdvertisement) {
+			pol := &plan.BGPPolicy{Name: name, Peers: ad.Peers, NodeSelector: sel(ad.NodeSelector), Communities: ad.Communities,
+				LargeCommunities: ad.LargeCommunities, LocalPref: ad.LocalPref, AggregationLength: 32, AggregationLengthV6: 128}
+			if ad.PeerSelector != nil {
+				pol.Peers = selectPeers(sel(ad.PeerSelector), peers)
+				if len(pol.Peers) == 0 {
+					return // matches no peer: advertises to none, not to all
+				}
+			}
+			if ad.AggregationLength != nil {
+				pol.AggregationLength = int(*ad.AggregationLength)
+			}
+			if ad.AggregationLengthV6 != nil {
+				pol.AggregationLengthV6 = int(*ad.AggregationLengthV6)
+			}
+			info.BGP = append(info.BGP, pol)
 		}
-		if b.AggregationLengthV6 != nil {
-			info.BGP.AggregationLengthV6 = int(*b.AggregationLengthV6)
+		add("", &b.BGPAdvertisement)
+		for i := range b.Advertisements {
+			add(b.Advertisements[i].Name, &b.Advertisements[i].BGPAdvertisement)
 		}
 	}
 	return info
+}
+
+// selectPeers are the names of the peers s selects, sorted; a nil s
+// (a bad selector reads as labels.Nothing) selects none.
+func selectPeers(s labels.Selector, peers []*heraldv1.BGPPeer) []string {
+	var out []string
+	for _, p := range peers {
+		if s != nil && s.Matches(labels.Set(p.Labels)) {
+			out = append(out, p.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *Speaker) serviceInfos() []plan.Service {

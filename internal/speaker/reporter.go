@@ -157,7 +157,7 @@ func (r *Reporter) Applied(p plan.Plan, out Outcome) {
 		next["layer2/"+a.Addr.String()] = r.since("layer2", now, a.Addr, a.Services, a.Interfaces, &withoutEvent)
 	}
 	for _, a := range p.BGP {
-		next["bgp/"+a.Addr.String()] = r.since("bgp", now, a.Addr, a.Services, a.Policy.Peers, &withoutEvent)
+		next["bgp/"+a.Addr.String()] = r.since("bgp", now, a.Addr, a.Services, a.Peers(), &withoutEvent)
 	}
 	r.announced, r.last = next, p
 	r.mu.Unlock()

@@ -70,7 +70,7 @@ func TestReportListsAtMostMaxReported(t *testing.T) {
 		a := netip.AddrFrom4([4]byte{198, 19, byte(i / 256), byte(i % 256)})
 		p.L2 = append(p.L2, plan.L2Announcement{Addr: a, Pool: "p", Services: []string{"ns/s"}})
 	}
-	p.BGP = append(p.BGP, plan.BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policy: &plan.BGPPolicy{}})
+	p.BGP = append(p.BGP, plan.BGPAnnouncement{Addr: netip.MustParseAddr("198.18.0.1"), Pool: "b", Policies: []*plan.BGPPolicy{{}}})
 	r.Applied(p, Outcome{})
 	st := r.status()
 	if len(st.Announcements) != maxReported || st.AnnouncementsOmitted != 501 {

@@ -108,7 +108,7 @@ func TestWatchInterfacesOfOwnPools(t *testing.T) {
 		{Name: "a", L2: &plan.L2Policy{Interfaces: []string{"vlan101"}, NodeSelector: rack("1")}},
 		{Name: "b", L2: &plan.L2Policy{Interfaces: []string{"vlan102"}, NodeSelector: rack("2")}},
 		{Name: "c", L2: &plan.L2Policy{Interfaces: []string{"lan2", "vlan101"}}},
-		{Name: "d", BGP: &plan.BGPPolicy{}},
+		{Name: "d", BGP: []*plan.BGPPolicy{{}}},
 	}
 	s.watchInterfaces(plan.Input{Pools: pools})
 	s.watchInterfaces(plan.Input{Pools: pools, Nodes: []election.NodeInfo{{Name: "n1", Labels: map[string]string{"rack": "1"}}}})

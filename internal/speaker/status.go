@@ -62,7 +62,7 @@ func (r *Reporter) status() heraldv1.SpeakerStatus {
 		entries = append(entries, entry{a.Addr, "layer2", a.Pool, a.Services, a.Interfaces})
 	}
 	for _, a := range r.last.BGP {
-		entries = append(entries, entry{a.Addr, "bgp", a.Pool, a.Services, a.Policy.Peers})
+		entries = append(entries, entry{a.Addr, "bgp", a.Pool, a.Services, a.Peers()})
 	}
 	slices.SortFunc(entries, func(x, y entry) int {
 		if c := x.addr.Compare(y.addr); c != 0 {

@@ -64,6 +64,8 @@ type IPPool struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.announce) || !has(self.announce.bgp) || !has(self.announce.bgp.aggregationLength) || self.addresses.all(a, !isCIDR(a) || cidr(a).ip().family() != 4 || cidr(a).prefixLength() <= self.announce.bgp.aggregationLength)",message="announce.bgp.aggregationLength must not be shorter than the prefix length of any IPv4 CIDR in addresses: the aggregate would announce addresses outside this pool",fieldPath=".announce.bgp.aggregationLength"
 // +kubebuilder:validation:XValidation:rule="!has(self.announce) || !has(self.announce.bgp) || !has(self.announce.bgp.aggregationLengthV6) || self.addresses.all(a, !isCIDR(a) || cidr(a).ip().family() != 6 || cidr(a).prefixLength() <= self.announce.bgp.aggregationLengthV6)",message="announce.bgp.aggregationLengthV6 must not be shorter than the prefix length of any IPv6 CIDR in addresses: the aggregate would announce addresses outside this pool",fieldPath=".announce.bgp.aggregationLengthV6"
+// +kubebuilder:validation:XValidation:rule="!has(self.announce) || !has(self.announce.bgp) || !has(self.announce.bgp.advertisements) || self.announce.bgp.advertisements.all(ad, !has(ad.aggregationLength) || self.addresses.all(a, !isCIDR(a) || cidr(a).ip().family() != 4 || cidr(a).prefixLength() <= ad.aggregationLength))",message="an advertisement's aggregationLength must not be shorter than the prefix length of any IPv4 CIDR in addresses: the aggregate would announce addresses outside this pool",fieldPath=".announce.bgp.advertisements"
+// +kubebuilder:validation:XValidation:rule="!has(self.announce) || !has(self.announce.bgp) || !has(self.announce.bgp.advertisements) || self.announce.bgp.advertisements.all(ad, !has(ad.aggregationLengthV6) || self.addresses.all(a, !isCIDR(a) || cidr(a).ip().family() != 6 || cidr(a).prefixLength() <= ad.aggregationLengthV6))",message="an advertisement's aggregationLengthV6 must not be shorter than the prefix length of any IPv6 CIDR in addresses: the aggregate would announce addresses outside this pool",fieldPath=".announce.bgp.advertisements"
 type IPPoolSpec struct {
 	// addresses the pool hands out. Each entry is a CIDR with no host bits
 	// set ("198.51.100.240/28", "2001:db8::/120"; a single address is
@@ -177,16 +179,56 @@ type Layer2Announce struct {
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 }
 
-// BGPAnnounce configures BGP advertisement.
+// BGPAnnounce configures BGP advertisement. Its own fields are the pool's
+// first advertisement; advertisements adds more, each with its own peers,
+// nodes and attributes. A peer receives an address when at least one
+// advertisement that selects the peer and the announcing node covers it,
+// with the communities of all of those advertisements and the highest of
+// their local preferences.
 type BGPAnnounce struct {
-	// peers are names of BGPPeer objects to advertise to. Empty: every
-	// peer of each announcing node.
+	BGPAdvertisement `json:",inline"`
+
+	// advertisements announces the pool's addresses again, to other peers,
+	// from other nodes or with other attributes, as several MetalLB
+	// BGPAdvertisements do. Each is independent of the others and of the
+	// fields above.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Advertisements []NamedBGPAdvertisement `json:"advertisements,omitempty"`
+}
+
+// NamedBGPAdvertisement is one more advertisement of a pool's addresses.
+type NamedBGPAdvertisement struct {
+	// name tells the advertisement apart in the list, in Events and logs.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	BGPAdvertisement `json:",inline"`
+}
+
+// BGPAdvertisement says to which peers, from which nodes and with which
+// attributes a pool's addresses are advertised.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.peers) || !has(self.peerSelector)",message="name the peers with peers or peerSelector, not both"
+type BGPAdvertisement struct {
+	// peers are names of BGPPeer objects to advertise to. Empty (and no
+	// peerSelector): every peer of each announcing node.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	Peers []string `json:"peers,omitempty"`
+
+	// peerSelector selects the BGPPeer objects to advertise to by their
+	// labels. A selector that matches no peer advertises to none.
+	// +optional
+	PeerSelector *metav1.LabelSelector `json:"peerSelector,omitempty"`
 
 	// nodeSelector limits the nodes that may announce. Unset: all nodes.
 	// +optional
