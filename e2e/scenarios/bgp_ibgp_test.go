@@ -116,7 +116,7 @@ func TestBGPWrongPasswordThenLocalPref(t *testing.T) {
 	// local-pref: a pool for this peer only.
 	labPool(t, l, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: ibgpPool}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"203.0.113.112/29"}, AutoAssign: ptr.To(false),
-		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{Peers: []string{"bird-ibgp"}, LocalPref: ptr.To(uint32(250))}},
+		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{BGPAdvertisement: heraldv1.BGPAdvertisement{Peers: []string{"bird-ibgp"}, LocalPref: ptr.To(uint32(250))}}},
 	}})
 	for _, n := range []string{"node1", "node2"} {
 		if err := l.AddBackend(ctx, "default", "lpref", n); err != nil {
@@ -170,7 +170,7 @@ func TestBGPExternalIPs(t *testing.T) {
 	ctx := ctxFor(t, 3*time.Minute)
 	labPool(t, l, &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: extPoolBGP}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"203.0.113.96/28"}, AutoAssign: ptr.To(false), ExternalIPs: true,
-		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{Peers: []string{"frr", "bird"}}},
+		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{BGPAdvertisement: heraldv1.BGPAdvertisement{Peers: []string{"frr", "bird"}}}},
 	}})
 	mk := func(name, app string, ip netip.Addr, local bool, backends ...string) {
 		t.Helper()

@@ -138,9 +138,9 @@ func configureBGP(ctx context.Context, l *lab.Lab) error {
 	}
 	pool := &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"203.0.113.64/27", "2001:db8:113:64::/120"},
-		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{
+		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{BGPAdvertisement: heraldv1.BGPAdvertisement{
 			Communities: []string{bgpCommunity}, LargeCommunities: []string{bgpLarge},
-		}},
+		}}},
 	}}
 	if _, err := hc.HeraldV1alpha1().IPPools().Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating IPPool bgp: %w", err)

@@ -304,7 +304,7 @@ func TestBGPScale10k(t *testing.T) {
 	}
 	pool := &heraldv1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp-scale"}, Spec: heraldv1.IPPoolSpec{
 		Addresses: []string{"198.18.0.0/16"}, AutoAssign: ptr.To(false),
-		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{Peers: []string{"frr"}}},
+		Announce: heraldv1.Announce{BGP: &heraldv1.BGPAnnounce{BGPAdvertisement: heraldv1.BGPAdvertisement{Peers: []string{"frr"}}}},
 	}}
 	if _, err := hc.HeraldV1alpha1().IPPools().Create(ctx, pool, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
