@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/internal/bgp"
+	"github.com/heraldlb/herald/internal/bgpplan"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/health"
 	"github.com/heraldlb/herald/internal/k8s"
@@ -39,8 +40,8 @@ type assembly struct {
 	log      *slog.Logger
 	registry prometheus.Registerer
 	// v4 and v6 are the node's first InternalIPs: the BGP router ID and
-	// next hops. Without an IPv4 one the node runs layer 2 only (and
-	// reads no Secrets).
+	// next hops. Without either the node runs layer 2 only (and reads no
+	// Secrets); with IPv6 only, BGP carries IPv6 only.
 	v4, v6       netip.Addr
 	kubeProxyURL string
 	linkUp       func() (bool, error)
@@ -70,7 +71,7 @@ type components struct {
 // metrics documentation is checked against it).
 func assemble(a assembly) (*components, error) {
 	c := &components{}
-	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid())
+	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid() || a.v6.IsValid())
 	reporter := speaker.NewReporter(speaker.ReporterConfig{
 		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Keys: a.members, Log: a.log,
 	})
@@ -85,12 +86,16 @@ func assemble(a assembly) (*components, error) {
 	if a.offline {
 		spCfg.SnapshotWait = time.Millisecond
 	}
-	if a.v4.IsValid() {
+	if a.v4.IsValid() || a.v6.IsValid() {
 		// Router ID and next hops are this node's InternalIPs, so routers
 		// reach the node itself (ECMP over every node).
+		rid := a.v4
+		if !rid.IsValid() {
+			rid = bgpplan.DerivedRouterID(a.v6, a.node)
+		}
 		var err error
 		c.bgp, err = bgp.New(bgp.Config{
-			RouterID: a.v4, NextHopV4: a.v4, NextHopV6: a.v6, Log: a.log.With("source", "bgp"), Registry: a.registry,
+			RouterID: rid, NextHopV4: a.v4, NextHopV6: a.v6, NoIPv4: !a.v4.IsValid(), Log: a.log.With("source", "bgp"), Registry: a.registry,
 			OnSessionChange: reporter.SessionChanged,
 		})
 		if err != nil {

@@ -29,6 +29,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/heraldlb/herald/internal/bgpplan"
 	"github.com/heraldlb/herald/internal/cli"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 	"github.com/heraldlb/herald/internal/health"
@@ -413,7 +414,9 @@ func bindAddr(f *flags, self *corev1.Node) (netip.Addr, error) {
 }
 
 // nodeAddrs are this node's first IPv4 and IPv6 InternalIPs: the BGP
-// router ID and next hops. A node without an IPv4 one runs no BGP. uid is
+// router ID and next hops. A node with IPv6 only runs BGP for IPv6 (its
+// router ID derived, bgpplan.DerivedRouterID); one with neither runs none.
+// uid is
 // the Node's, the owner of this node's Speaker object.
 func nodeAddrs(self *corev1.Node, log *slog.Logger) (v4, v6 netip.Addr, uid types.UID, err error) {
 	if self == nil {
@@ -428,9 +431,11 @@ func nodeAddrs(self *corev1.Node, log *slog.Logger) (v4, v6 netip.Addr, uid type
 		}
 	}
 	switch {
+	case !v4.IsValid() && !v6.IsValid():
+		log.Warn("node has no InternalIP to use as BGP next hop: BGP is off on this node")
 	case !v4.IsValid():
-		// A BGP identifier is an IPv4 address; without one there is no BGP.
-		log.Warn("node has no IPv4 InternalIP to use as BGP router ID: BGP is off on this node")
+		log.Info("node has no IPv4 InternalIP: BGP announces IPv6 addresses only, with a router ID derived from the IPv6 InternalIP unless a BGPPeer sets routerID",
+			"derivedRouterID", bgpplan.DerivedRouterID(v6, self.Name))
 	case !v6.IsValid():
 		log.Info("node has no IPv6 InternalIP: BGP announces IPv4 addresses only")
 	}

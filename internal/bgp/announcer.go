@@ -48,6 +48,10 @@ type Config struct {
 	// local address (wrong on IPv6 sessions: set it when any peer is IPv6);
 	// a zero NextHopV6 means IPv6 paths are not announced (logged once).
 	NextHopV4, NextHopV6 netip.Addr
+	// NoIPv4: the node has no IPv4 address (an IPv6-only node), so IPv4
+	// paths are not announced (logged once): GoBGP would give them the
+	// session's IPv6 address as next hop.
+	NoIPv4 bool
 	// Log receives herald's and GoBGP's messages; nil discards them.
 	Log *slog.Logger
 	// Registry receives the herald_bgp_* metrics; nil = no metrics.
@@ -78,6 +82,7 @@ type Announcer struct {
 	table    *bgpplan.State               // what GoBGP's table and deny sets hold
 	encoded  map[netip.Prefix]encodedPath // GoBGP's form of the routes in its table
 	v6Warned bool
+	v4Warned bool
 	// routerIDInUse is the identifier BGP started with.
 	routerIDInUse netip.Addr
 
@@ -343,6 +348,14 @@ func (a *Announcer) SetPaths(ctx context.Context, paths []Path) error {
 		if n := len(paths) - len(usable); n > 0 && !a.v6Warned {
 			a.v6Warned = true
 			a.log.Warn("this node has no IPv6 next hop: IPv6 paths are not announced over BGP", "skipped", n)
+		}
+	}
+	if a.cfg.NoIPv4 {
+		n := len(usable)
+		usable = slices.DeleteFunc(slices.Clone(usable), func(p Path) bool { return !p.Prefix.Addr().Unmap().Is6() })
+		if n -= len(usable); n > 0 && !a.v4Warned {
+			a.v4Warned = true
+			a.log.Warn("this node has no IPv4 address: IPv4 paths are not announced over BGP", "skipped", n)
 		}
 	}
 	desired, errs := bgpplan.Routes(usable)

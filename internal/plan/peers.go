@@ -55,7 +55,7 @@ func peers(self string, nodes []election.NodeInfo, all []Peer) ([]bgpplan.Peer, 
 	}
 	rid, err := bgpplan.RouterID(asked)
 	if err != nil {
-		msg := "this node's BGP " + err.Error() + ": the node's IPv4 InternalIP is used for all"
+		msg := "this node's BGP " + err.Error() + ": the node's default router ID is used for all"
 		for _, name := range slices.Sorted(maps.Keys(asked)) {
 			if asked[name].IsValid() {
 				problems = append(problems, Problem{name, msg})

@@ -50,8 +50,8 @@ func TestPeers(t *testing.T) {
 			{Name: "a", Spec: bgpPeerSpec("198.51.100.1", "198.51.100.91")},
 			{Name: "c", Spec: bgpPeerSpec("198.51.100.3", "")},
 		}, want: "[a b c]", problems: []Problem{
-			{"a", "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's IPv4 InternalIP is used for all"},
-			{"b", "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's IPv4 InternalIP is used for all"},
+			{"a", "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's default router ID is used for all"},
+			{"b", "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's default router ID is used for all"},
 		}},
 		{name: "password missing: left out", peers: []Peer{
 			{Name: "locked", Spec: bgpPeerSpec("198.51.100.3", ""), PasswordProblem: secretMissing},

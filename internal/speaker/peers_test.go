@@ -121,7 +121,7 @@ func TestBGPPeerProblemsAreEvents(t *testing.T) {
 		}
 	}
 	collect(time.Second)
-	conflict := "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's IPv4 InternalIP is used for all"
+	conflict := "this node's BGP peers ask for different router IDs, 198.51.100.91 (a) vs 198.51.100.92 (b): the node's default router ID is used for all"
 	want := []string{
 		"Warning PeerConfigProblem node node-p: password Secret herald-system/bgp-auth has no key \"password\": no session until it does",
 		"Warning PeerConfigProblem node node-p: " + conflict,

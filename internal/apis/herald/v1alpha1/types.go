@@ -494,7 +494,8 @@ type BGPPeerSpec struct {
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 
 	// routerID is the BGP router ID to use (an IPv4 address). Unset: the
-	// node's IPv4 InternalIP. A node runs one BGP server with one router
+	// node's IPv4 InternalIP, or on a node with IPv6 InternalIPs only the
+	// last 32 bits of the first of them. A node runs one BGP server with one router
 	// ID, so when the peers of a node disagree herald uses the default and
 	// records a Warning Event; a change takes effect when the speaker
 	// restarts.
