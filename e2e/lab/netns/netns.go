@@ -83,33 +83,68 @@ func Dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn
 }
 
 func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNamespace(ns, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil && c != nil {
+		_ = c.Close()
+		c = nil
+	}
+	return c, err
+}
+
+// Listen opens a listening socket inside ns, as Dialer opens connections.
+func Listen(ns, network, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var l net.Listener
+		err := inNamespace(ns, func() (err error) {
+			l, err = net.Listen(network, addr)
+			return err
+		})
+		if err != nil && l != nil {
+			_ = l.Close()
+			l = nil
+		}
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}
+
+// inNamespace runs f on this goroutine's thread switched into ns. The
+// caller must be a goroutine of its own: when the thread cannot be
+// switched back it stays locked, so the runtime retires it when that
+// goroutine ends instead of reusing a thread in the wrong place.
+func inNamespace(ns string, f func() error) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("reading current network namespace: %w", err)
+		return fmt.Errorf("reading current network namespace: %w", err)
 	}
 	defer func() { _ = orig.Close() }()
 	target, err := netns.GetFromName(ns)
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("opening network namespace %s: %w", ns, err)
+		return fmt.Errorf("opening network namespace %s: %w", ns, err)
 	}
 	defer func() { _ = target.Close() }()
 	if err := netns.Set(target); err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("entering network namespace %s: %w", ns, err)
+		return fmt.Errorf("entering network namespace %s: %w", ns, err)
 	}
-	var d net.Dialer
-	c, dialErr := d.DialContext(ctx, network, addr)
+	ferr := f()
 	if err := netns.Set(orig); err != nil {
-		// The thread stays locked, so the runtime retires it when this
-		// goroutine ends instead of reusing a thread in the wrong place.
-		if c != nil {
-			_ = c.Close()
-		}
-		return nil, errors.Join(dialErr, fmt.Errorf("leaving network namespace %s: %w", ns, err))
+		return errors.Join(ferr, fmt.Errorf("leaving network namespace %s: %w", ns, err))
 	}
 	runtime.UnlockOSThread()
-	return c, dialErr
+	return ferr
 }
