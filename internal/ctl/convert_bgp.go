@@ -142,13 +142,13 @@ func (c *converter) checkBGPAdv(a *mlbBGPAdv) {
 	}
 	for _, n := range a.Spec.Peers {
 		if !peers[n] {
-			c.r.note("%s spec.peers: BGPPeer %q is not in the input: kept in announce.bgp.peers, so the pool is advertised to it once a BGPPeer of that name exists, as with MetalLB", ref, n)
+			c.r.note("%s spec.peers: BGPPeer %q is not in the input: kept in the peers of its herald advertisement, so the pool is advertised to it once a BGPPeer of that name exists, as with MetalLB", ref, n)
 		}
 	}
 }
 
-// bgpAttrs are the route attributes of one advertisement: herald has one
-// set per pool.
+// bgpAttrs are what one MetalLB BGPAdvertisement says of its routes: their
+// prefix lengths, their attributes and the peers they go to.
 type bgpAttrs struct {
 	agg, agg6 int32
 	localPref uint32
@@ -157,22 +157,6 @@ type bgpAttrs struct {
 	aggSet    bool
 	agg6Set   bool
 	peers     []string // sorted; nil: every peer
-}
-
-func (x bgpAttrs) String() string {
-	s := fmt.Sprintf("aggregationLength %d, aggregationLengthV6 %d", x.agg, x.agg6)
-	if x.localPref != 0 {
-		s += fmt.Sprintf(", localPref %d", x.localPref)
-	}
-	if len(x.plain)+len(x.large) > 0 {
-		s += ", communities " + strings.Join(append(slices.Clone(x.plain), x.large...), " ")
-	}
-	return s
-}
-
-func (x bgpAttrs) sameRoute(y bgpAttrs) bool {
-	return x.agg == y.agg && x.agg6 == y.agg6 && x.localPref == y.localPref &&
-		slices.Equal(x.plain, y.plain) && slices.Equal(x.large, y.large)
 }
 
 func (c *converter) attrs(a *mlbBGPAdv) bgpAttrs {
@@ -191,57 +175,10 @@ func (c *converter) attrs(a *mlbBGPAdv) bgpAttrs {
 	return x
 }
 
-// bgpAnnounce folds the BGPAdvertisements of p into herald's one
-// announce.bgp. Several fold exactly when they give their routes the same
-// attributes and either name the same peers or select the same nodes:
-// then the union of their nodes (or peers) is what MetalLB announces too.
-// Otherwise herald would send some peer routes MetalLB does not, or with
-// other attributes. It returns the advertisements the result stands for
-// (fewer with --allow-lossy) and whether the pool may still be converted.
-func (c *converter) bgpAnnounce(p *mlbPool, spec *heraldv1.IPPoolSpec, advs []*mlbBGPAdv) (*heraldv1.BGPAnnounce, []*mlbBGPAdv, bool) {
-	ref, pool := p.ref(), p.Metadata.Name
-	all := make([]bgpAttrs, len(advs))
-	sels := make([][]metav1.LabelSelector, len(advs))
-	sameAttrs, samePeers := true, true
-	for i, a := range advs {
-		all[i] = c.attrs(a)
-		sels[i] = a.Spec.NodeSelectors
-		sameAttrs = sameAttrs && all[i].sameRoute(all[0])
-		samePeers = samePeers && slices.Equal(all[i].peers, all[0].peers)
-	}
-	if !sameAttrs || (!samePeers && !sameSelectors(sels)) {
-		var parts []string
-		for i, a := range advs {
-			peers := "every peer"
-			if all[i].peers != nil {
-				peers = "peers " + strings.Join(all[i].peers, " ")
-			}
-			parts = append(parts, fmt.Sprintf("%s: %s, to %s", a.ref(), all[i], peers))
-		}
-		why := "its BGPAdvertisements give their routes different attributes"
-		if sameAttrs {
-			why = "its BGPAdvertisements send routes to different peers from different nodes"
-		}
-		if !c.r.narrow(ref, "", fmt.Sprintf("%s (%s); herald's IPPool %s sends one set of routes, with one set of attributes, from every announcing node to every peer in announce.bgp.peers",
-			why, strings.Join(parts, "; "), pool),
-			"only "+advs[0].ref()+" is converted for this pool") {
-			return nil, advs, false
-		}
-		advs, all, sels = advs[:1], all[:1], sels[:1]
-	}
-
-	out := &heraldv1.BGPAnnounce{}
-	x := all[0]
-	var peers []string
-	for _, a := range all {
-		if a.peers == nil {
-			peers = nil
-			break
-		}
-		peers = append(peers, a.peers...)
-	}
-	slices.Sort(peers)
-	out.Peers = slices.Compact(peers)
+// advertisement is x as one herald advertisement from the nodes sel
+// selects (nil: every node).
+func (x bgpAttrs) advertisement(sel *metav1.LabelSelector) heraldv1.BGPAdvertisement {
+	out := heraldv1.BGPAdvertisement{Peers: x.peers, NodeSelector: sel}
 	if x.aggSet {
 		out.AggregationLength = ptr.To(x.agg)
 	}
@@ -252,25 +189,280 @@ func (c *converter) bgpAnnounce(p *mlbPool, spec *heraldv1.IPPoolSpec, advs []*m
 		out.LocalPref = ptr.To(x.localPref)
 	}
 	out.Communities, out.LargeCommunities = x.plain, x.large
+	return out
+}
 
-	ok := c.checkAggregation(p, spec, x)
-	sel, exact, first := advNodeSelector(sels)
-	if !exact {
-		if !c.r.narrow(ref, "", fmt.Sprintf("the nodeSelectors of %s (any may match) cannot be folded into herald's one announce.bgp.nodeSelector of IPPool %s",
-			refs(advs, func(a *mlbBGPAdv) string { return a.ref() }), pool),
-			"only the first selector is kept: nodes only the others select do not announce") {
+// maxPoolAdvertisements is how many advertisements one IPPool holds:
+// announce.bgp's own fields and 16 in announce.bgp.advertisements.
+const maxPoolAdvertisements = 17
+
+// bgpUnit is one herald advertisement of a pool: a MetalLB
+// BGPAdvertisement, or one of its nodeSelectors when they do not fold into
+// one selector.
+type bgpUnit struct {
+	from *mlbBGPAdv
+	name string // the name it asks for in announce.bgp.advertisements
+	ad   heraldv1.BGPAdvertisement
+}
+
+// bgpAnnounce converts the BGPAdvertisements of p, one herald advertisement
+// each: the first (by namespace/name) is announce.bgp's own fields, each
+// further one an entry of announce.bgp.advertisements named after it. A
+// peer then gets an address from a node when one of them that selects both
+// covers it, with the union of their communities, as from MetalLB. One
+// whose nodeSelectors do not fold into one selector becomes one herald
+// advertisement per selector, with the same attributes: under the union
+// the same nodes announce the same routes. Where the two differ, two local
+// preferences for one route (MetalLB refuses the configuration, herald
+// would take the highest), the pool is refused. It returns the
+// advertisements the result stands for (fewer with --allow-lossy) and
+// whether the pool may still be converted.
+func (c *converter) bgpAnnounce(p *mlbPool, spec *heraldv1.IPPoolSpec, advs []*mlbBGPAdv) (*heraldv1.BGPAnnounce, []*mlbBGPAdv, bool) {
+	ref, pool := p.ref(), p.Metadata.Name
+	all := make([]bgpAttrs, len(advs))
+	for i, a := range advs {
+		all[i] = c.attrs(a)
+	}
+	if kept, clashes := localPrefClashes(spec, advs, all); len(clashes) > 0 {
+		var dropped []string
+		for i, a := range advs {
+			if !slices.Contains(kept, i) {
+				dropped = append(dropped, a.ref())
+			}
+		}
+		if !c.r.narrow(ref, "", fmt.Sprintf("%s: MetalLB refuses a configuration in which BGPAdvertisements with different localPref send a pool's prefix to a peer from a node they both select (and its speaker announces no Service whose advertisements clash so), while herald's IPPool %s would send that route with the highest of them",
+			strings.Join(clashes, "; "), pool),
+			strings.Join(dropped, ", ")+" not converted for this pool: routes only it would send are not sent, and those it shares with the advertisements kept lack its communities and local preference") {
 			return nil, advs, false
 		}
-		sel = first
+		var ka []*mlbBGPAdv
+		var kx []bgpAttrs
+		for _, i := range kept {
+			ka, kx = append(ka, advs[i]), append(kx, all[i])
+		}
+		advs, all = ka, kx
 	}
-	out.NodeSelector = sel
+
+	ok := true
+	var units []bgpUnit
+	for i, a := range advs {
+		if !c.checkAggregation(p, spec, a, all[i]) {
+			ok = false
+		}
+		if sel, exact := oneSelector(a.Spec.NodeSelectors); exact {
+			units = append(units, bgpUnit{a, a.Metadata.Name, all[i].advertisement(sel)})
+			continue
+		}
+		for j := range a.Spec.NodeSelectors {
+			sel := a.Spec.NodeSelectors[j]
+			units = append(units, bgpUnit{a, fmt.Sprintf("%s-%d", a.Metadata.Name, j+1), all[i].advertisement(&sel)})
+		}
+	}
+	if len(units) > maxPoolAdvertisements {
+		c.r.refuse(ref, "", "its BGPAdvertisements (%s) make %d herald advertisements (one each, and one per nodeSelector of those whose selectors do not fold into one); herald's IPPool %s holds at most %d: announce.bgp's own fields and %d in announce.bgp.advertisements",
+			refs(advs, func(a *mlbBGPAdv) string { return a.ref() }), len(units), pool, maxPoolAdvertisements, maxPoolAdvertisements-1)
+		return nil, advs, false
+	}
+
+	out := &heraldv1.BGPAnnounce{BGPAdvertisement: units[0].ad}
+	where := map[*mlbBGPAdv][]string{units[0].from: {"announce.bgp"}}
+	used := map[string]bool{}
+	for _, u := range units[1:] {
+		name := uniqueLabel(u.name, used)
+		if name != u.name {
+			why := "is taken by another advertisement of the pool"
+			if l := dnsLabel(u.name); l != u.name && l == name {
+				why = "is not a DNS label of at most 63 characters"
+			} else if l != u.name {
+				why = fmt.Sprintf("is not a DNS label of at most 63 characters, and %q is taken by another advertisement of the pool", l)
+			}
+			c.r.note("%s: named %q in announce.bgp.advertisements of IPPool %s, as %q %s", u.from.ref(), name, pool, u.name, why)
+		}
+		where[u.from] = append(where[u.from], name)
+		out.Advertisements = append(out.Advertisements, heraldv1.NamedBGPAdvertisement{Name: name, BGPAdvertisement: u.ad})
+	}
+	for _, a := range advs {
+		if n := len(a.Spec.NodeSelectors); len(where[a]) > 1 {
+			c.r.note("%s spec.nodeSelectors: %d selectors (any may match) that no one herald nodeSelector holds: IPPool %s advertises its routes once per selector, with the same attributes (%s)",
+				a.ref(), n, pool, strings.Join(where[a], ", "))
+		}
+	}
 	return out, advs, ok
+}
+
+// localPrefClashes finds the BGPAdvertisements that give a route another
+// local preference than an earlier one that may send the same prefix to
+// the same peer from the same node: MetalLB's config validation refuses
+// the pair, where herald takes the highest. It returns the indexes of the
+// advertisements that clash with no earlier kept one, and the clashes.
+func localPrefClashes(spec *heraldv1.IPPoolSpec, advs []*mlbBGPAdv, all []bgpAttrs) ([]int, []string) {
+	var v4, v6 bool
+	for _, a := range spec.Addresses {
+		first, _, _ := strings.Cut(a, "-")
+		first, _, _ = strings.Cut(first, "/")
+		if ip, err := netip.ParseAddr(first); err == nil {
+			v4, v6 = v4 || ip.Is4(), v6 || !ip.Is4()
+		}
+	}
+	pref := func(x bgpAttrs) string {
+		if x.localPref == 0 {
+			return "no localPref"
+		}
+		return fmt.Sprintf("localPref %d", x.localPref)
+	}
+	var kept []int
+	var clashes []string
+	for j := range advs {
+		clash := -1
+		for _, i := range kept {
+			x, y := all[i], all[j]
+			switch {
+			case x.localPref == y.localPref:
+			case (!v4 || x.agg != y.agg) && (!v6 || x.agg6 != y.agg6): // other prefixes in each family
+			case x.peers != nil && y.peers != nil && !slices.ContainsFunc(x.peers, func(p string) bool { return slices.Contains(y.peers, p) }):
+			case selectorsDisjoint(advs[i].Spec.NodeSelectors, advs[j].Spec.NodeSelectors):
+			default:
+				clash = i
+			}
+			if clash >= 0 {
+				break
+			}
+		}
+		if clash < 0 {
+			kept = append(kept, j)
+			continue
+		}
+		clashes = append(clashes, fmt.Sprintf("%s (%s) and %s (%s) may send the same prefix to the same peer from the same node",
+			advs[clash].ref(), pref(all[clash]), advs[j].ref(), pref(all[j])))
+	}
+	return kept, clashes
+}
+
+// selectorsDisjoint reports whether no node can match one of a's
+// selectors and one of b's (MetalLB's lists: any may match; empty: every
+// node).
+func selectorsDisjoint(a, b []metav1.LabelSelector) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	for i := range a {
+		for j := range b {
+			if !unsatisfiable(a[i], b[j]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// unsatisfiable reports whether no set of labels matches every one of
+// sels: some key must both exist and not, or take a value none of its
+// requirements allows. It answers false when unsure.
+func unsatisfiable(sels ...metav1.LabelSelector) bool {
+	type keyReq struct {
+		in     map[string]bool // nil: any value
+		notIn  map[string]bool
+		exists bool
+		absent bool
+	}
+	reqs := map[string]*keyReq{}
+	get := func(k string) *keyReq {
+		if reqs[k] == nil {
+			reqs[k] = &keyReq{notIn: map[string]bool{}}
+		}
+		return reqs[k]
+	}
+	only := func(r *keyReq, vals []string) {
+		next := map[string]bool{}
+		for _, v := range vals {
+			if r.in == nil || r.in[v] {
+				next[v] = true
+			}
+		}
+		r.in, r.exists = next, true
+	}
+	for _, s := range sels {
+		for k, v := range s.MatchLabels {
+			only(get(k), []string{v})
+		}
+		for _, e := range s.MatchExpressions {
+			r := get(e.Key)
+			switch e.Operator {
+			case metav1.LabelSelectorOpIn:
+				only(r, e.Values)
+			case metav1.LabelSelectorOpNotIn:
+				for _, v := range e.Values {
+					r.notIn[v] = true
+				}
+			case metav1.LabelSelectorOpExists:
+				r.exists = true
+			case metav1.LabelSelectorOpDoesNotExist:
+				r.absent = true
+			default:
+				return false
+			}
+		}
+	}
+	for _, r := range reqs {
+		if r.exists && r.absent {
+			return true
+		}
+		if r.in != nil {
+			left := 0
+			for v := range r.in {
+				if !r.notIn[v] {
+					left++
+				}
+			}
+			if left == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dnsLabel makes s a DNS label (RFC 1123) of at most 63 characters, as
+// herald's advertisement names are: lower case, other characters than
+// letters, digits and '-' replaced by '-'.
+func dnsLabel(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, ch := range b {
+		if (ch < 'a' || ch > 'z') && (ch < '0' || ch > '9') {
+			b[i] = '-'
+		}
+	}
+	out := strings.Trim(string(b), "-")
+	if len(out) > 63 {
+		out = strings.TrimRight(out[:63], "-")
+	}
+	if out == "" {
+		out = "advertisement"
+	}
+	return out
+}
+
+// uniqueLabel is dnsLabel(want), with a "-N" suffix when that is in used;
+// it adds the result to used.
+func uniqueLabel(want string, used map[string]bool) string {
+	base := dnsLabel(want)
+	name := base
+	for n := 2; used[name]; n++ {
+		suffix := "-" + strconv.Itoa(n)
+		b := base
+		if len(b)+len(suffix) > 63 {
+			b = strings.TrimRight(b[:63-len(suffix)], "-")
+		}
+		name = b + suffix
+	}
+	used[name] = true
+	return name
 }
 
 // checkAggregation refuses an aggregation length shorter than one of the
 // pool's CIDRs: the aggregate would cover addresses outside the pool, and
 // both MetalLB and herald's API refuse it.
-func (c *converter) checkAggregation(p *mlbPool, spec *heraldv1.IPPoolSpec, x bgpAttrs) bool {
+func (c *converter) checkAggregation(p *mlbPool, spec *heraldv1.IPPoolSpec, adv *mlbBGPAdv, x bgpAttrs) bool {
 	ok := true
 	for _, a := range spec.Addresses {
 		pfx, err := netip.ParsePrefix(a)
@@ -282,7 +474,7 @@ func (c *converter) checkAggregation(p *mlbPool, spec *heraldv1.IPPoolSpec, x bg
 			l, field = x.agg6, "aggregationLengthV6"
 		}
 		if int(l) < pfx.Bits() {
-			c.r.refuse(p.ref(), "spec.addresses", "%s is longer than the %s %d its BGPAdvertisements give it: the aggregate would cover addresses outside the pool (MetalLB refuses it too)", a, field, l)
+			c.r.refuse(p.ref(), "spec.addresses", "%s is longer than the %s %d that %s gives it: the aggregate would cover addresses outside the pool (MetalLB refuses it too)", a, field, l, adv.ref())
 			ok = false
 		}
 	}

@@ -231,3 +231,61 @@ func TestStatusHeldPool(t *testing.T) {
 		t.Errorf("released pool: %+v; want announced by nobody", rep.Addresses)
 	}
 }
+
+func TestSelectorsDisjoint(t *testing.T) {
+	labels := func(kv ...string) metav1.LabelSelector {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return metav1.LabelSelector{MatchLabels: m}
+	}
+	expr := func(key string, op metav1.LabelSelectorOperator, vals ...string) metav1.LabelSelector {
+		return metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: vals}}}
+	}
+	list := func(s ...metav1.LabelSelector) []metav1.LabelSelector { return s }
+	for _, tc := range []struct {
+		name string
+		a, b []metav1.LabelSelector
+		want bool
+	}{
+		{"no selectors: every node", nil, list(labels("zone", "east")), false},
+		{"other values of one key", list(labels("zone", "east")), list(labels("zone", "west")), true},
+		{"same value", list(labels("zone", "east")), list(labels("zone", "east", "rack", "a")), false},
+		{"other keys", list(labels("zone", "east")), list(labels("rack", "a")), false},
+		{"In without the value", list(labels("zone", "east")), list(expr("zone", metav1.LabelSelectorOpIn, "west", "north")), true},
+		{"In with the value", list(labels("zone", "east")), list(expr("zone", metav1.LabelSelectorOpIn, "west", "east")), false},
+		{"NotIn the value", list(labels("zone", "east")), list(expr("zone", metav1.LabelSelectorOpNotIn, "east")), true},
+		{"NotIn another value", list(labels("zone", "east")), list(expr("zone", metav1.LabelSelectorOpNotIn, "west")), false},
+		{"Exists and DoesNotExist", list(expr("gw", metav1.LabelSelectorOpExists)), list(expr("gw", metav1.LabelSelectorOpDoesNotExist)), true},
+		{"a value and DoesNotExist", list(labels("gw", "yes")), list(expr("gw", metav1.LabelSelectorOpDoesNotExist)), true},
+		{"any pair may overlap", list(labels("zone", "east"), labels("zone", "west")), list(labels("zone", "west")), false},
+		{"every pair disjoint", list(labels("zone", "east"), labels("zone", "north")), list(labels("zone", "west")), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := selectorsDisjoint(tc.a, tc.b); got != tc.want {
+				t.Errorf("selectorsDisjoint = %v, want %v", got, tc.want)
+			}
+			if got := selectorsDisjoint(tc.b, tc.a); got != tc.want {
+				t.Errorf("swapped: selectorsDisjoint = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUniqueLabel(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	used := map[string]bool{}
+	for _, tc := range []struct{ in, want string }{
+		{"edge", "edge"},
+		{"edge", "edge-2"},
+		{"Edge.West_1", "edge-west-1"},
+		{".-.", "advertisement"},
+		{long, strings.Repeat("a", 63)},
+		{long, strings.Repeat("a", 61) + "-2"},
+	} {
+		if got := uniqueLabel(tc.in, used); got != tc.want {
+			t.Errorf("uniqueLabel(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
