@@ -35,6 +35,9 @@ type Peer struct {
 	EBGPMultiHop    bool
 	Password        string // TCP-MD5; "" = none
 	GracefulRestart bool
+	// VRF is the Linux VRF device the session is opened from; "" is the
+	// default VRF.
+	VRF string
 }
 
 // ValidatePeers returns the valid peers by name, with the port defaulted

@@ -78,7 +78,7 @@ func bgpPeer(p Peer) (bgpplan.Peer, netip.Addr, error) {
 		Name: p.Name, MyASN: s.MyASN, PeerASN: s.PeerASN, Address: addr, Port: bgpplan.DefaultPort,
 		HoldTime: duration(s.HoldTime, bgpplan.DefaultHoldTime), KeepaliveTime: duration(s.KeepaliveTime, 0),
 		ConnectTime: duration(s.ConnectTime, bgpplan.DefaultConnectTime), EBGPMultiHop: s.EBGPMultiHop,
-		Password: p.Password, GracefulRestart: s.GracefulRestart,
+		Password: p.Password, GracefulRestart: s.GracefulRestart, VRF: s.VRF,
 	}
 	if s.PeerPort != nil {
 		out.Port = uint16(*s.PeerPort)

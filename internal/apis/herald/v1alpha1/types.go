@@ -493,6 +493,17 @@ type BGPPeerSpec struct {
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 
+	// vrf is the name of a Linux VRF device on the node: the session is
+	// opened from that VRF (its socket bound to the device, so the VRF's
+	// routing table reaches the peer) and the routes sent over it carry
+	// the session's own local address as next hop, one the peer can reach
+	// inside the VRF. Unset: the default VRF. A node without the device
+	// cannot open the session (it stays down, and says so in its log).
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[^/\s:]+$`
+	VRF string `json:"vrf,omitempty"`
+
 	// routerID is the BGP router ID to use (an IPv4 address). Unset: the
 	// node's IPv4 InternalIP, or on a node with IPv6 InternalIPs only the
 	// last 32 bits of the first of them. A node runs one BGP server with one router
