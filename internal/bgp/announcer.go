@@ -325,16 +325,20 @@ func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []P
 }
 
 // SetPaths makes the announced paths exactly paths: new and changed ones are
-// announced, dropped ones withdrawn; an unchanged set sends nothing. Paths
-// for the same prefix are merged (union of communities and peers, highest
-// local-pref). Invalid paths are skipped and reported in the returned error;
-// the others are applied. Before the first peer exists the set is only
-// remembered.
+// announced, dropped ones withdrawn; an unchanged set sends nothing. Several
+// paths for one prefix (one per advertisement of a pool) reach each peer
+// that one of them allows, with the communities of exactly those that allow
+// it and the highest of their local-prefs (bgpplan.Routes): the table's path
+// carries what all its peers share, and a peer that gets more has it added
+// by its export policy. Invalid paths are skipped and reported in the
+// returned error; the others are applied. Before the first peer exists the
+// set is only remembered.
 //
 // Changing a path's Peers so that a configured peer loses it withdraws the
 // prefix from every peer and announces it again to the remaining ones (GoBGP
 // cannot withdraw a prefix from one neighbour only); a peer that gains a
-// prefix gets a soft reset out (its routes are re-sent, the session stays).
+// prefix, or whose own attributes of an announced prefix change, gets a soft
+// reset out (its routes are re-sent, the session stays).
 // Pools rarely change their peers, so neither matters in steady state.
 func (a *Announcer) SetPaths(ctx context.Context, paths []Path) error {
 	a.mu.Lock()

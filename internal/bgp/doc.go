@@ -16,6 +16,13 @@
 // global export policy: one policy per peer whose statements reject, for
 // that peer's neighbor set only, the prefixes in its "deny" prefix sets.
 // GoBGP keys neighbours by address, so two peers may not share an address.
+// The same policy gives a peer the attributes of the paths meant for it
+// beyond those the table's path carries: after the deny statements, one
+// statement per attribute class ("herald-<peer>-attrs-<v4|v6>-<hash>"),
+// matching the peer's neighbor set and the class's prefix set of the same
+// name, adds communities and large communities and sets local-pref, with
+// no route action, so evaluation goes on; GoBGP strips local-pref towards
+// eBGP peers after the policy.
 // Which routes and deny-set entries change, and in which order, is
 // internal/bgpplan's decision; this package makes the GoBGP calls
 // (executor.go) and watches the sessions.

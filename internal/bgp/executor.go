@@ -2,8 +2,10 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -71,10 +73,99 @@ func (t gobgpTable) DeleteDeny(peer string, v6 bool, pfxs []netip.Prefix) error 
 	}})
 }
 
+// AddToClass fills the prefix set of an attribute class and, for a new
+// class, appends its statement to the peer's policy: after the deny
+// statements, with no route action, so that GoBGP applies its
+// modifications and goes on (a peer's prefix is in at most one class).
+func (t gobgpTable) AddToClass(peer string, c *bgpplan.Class, pfxs []netip.Prefix, create bool) error {
+	name := className(peer, c)
+	set := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: prefixList(pfxs)}
+	if !create {
+		return t.a.srv.AddDefinedSet(t.ctx, &api.AddDefinedSetRequest{DefinedSet: set})
+	}
+	// Replace: a set left behind by a failed clean-up may hold other
+	// prefixes.
+	if err := t.a.srv.AddDefinedSet(t.ctx, &api.AddDefinedSetRequest{DefinedSet: set, Replace: true}); err != nil {
+		return err
+	}
+	// GoBGP keeps a statement removed from its policy among its defined
+	// statements, and refuses to define one of the same name again.
+	_ = t.a.srv.DeleteStatement(t.ctx, &api.DeleteStatementRequest{Statement: &api.Statement{Name: name}, All: true})
+	if err := t.a.srv.AddPolicy(t.ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: policyName(peer), Statements: []*api.Statement{classStatement(peer, c)},
+	}}); err != nil {
+		if derr := t.a.deleteSet(api.DefinedType_PREFIX, name); derr != nil {
+			t.a.log.Warn("undoing a failed attribute class", "peer", peer, "class", name, "err", derr)
+		}
+		return err
+	}
+	return nil
+}
+
+// RemoveFromClass empties the class's set of pfxs; the last prefix takes
+// the statement and the set with it, so that a peer's policy holds only
+// the classes in use.
+func (t gobgpTable) RemoveFromClass(peer string, c *bgpplan.Class, pfxs []netip.Prefix, last bool) error {
+	name := className(peer, c)
+	if !last {
+		return t.a.srv.DeleteDefinedSet(t.ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{
+			DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: prefixList(pfxs),
+		}})
+	}
+	if err := t.a.srv.DeletePolicy(t.ctx, &api.DeletePolicyRequest{Policy: &api.Policy{
+		Name: policyName(peer), Statements: []*api.Statement{{Name: name}},
+	}}); err != nil {
+		return err
+	}
+	// Once out of the policy, the statement and the set have no effect:
+	// what is left of them is only logged (AddToClass replaces both).
+	if err := errors.Join(
+		t.a.srv.DeleteStatement(t.ctx, &api.DeleteStatementRequest{Statement: &api.Statement{Name: name}, All: true}),
+		t.a.deleteSet(api.DefinedType_PREFIX, name),
+	); err != nil {
+		t.a.log.Warn("cleaning up an attribute class", "peer", peer, "class", name, "err", err)
+	}
+	return nil
+}
+
+// classStatement adds c's attributes to the routes sent to peer whose
+// prefix is in the class's set. Local-pref is set for every peer; GoBGP
+// strips it towards eBGP peers after the export policy.
+func classStatement(peer string, c *bgpplan.Class) *api.Statement {
+	name := className(peer, c)
+	act := &api.Actions{RouteAction: api.RouteAction_NONE}
+	if len(c.Attrs.Communities) > 0 {
+		l := make([]string, len(c.Attrs.Communities))
+		for i, v := range c.Attrs.Communities {
+			l[i] = strconv.FormatUint(uint64(v), 10)
+		}
+		act.Community = &api.CommunityAction{Type: api.CommunityAction_ADD, Communities: l}
+	}
+	if len(c.Attrs.Large) > 0 {
+		l := make([]string, len(c.Attrs.Large))
+		for i, v := range c.Attrs.Large {
+			l[i] = fmt.Sprintf("%d:%d:%d", v.Global, v.Local1, v.Local2)
+		}
+		act.LargeCommunity = &api.CommunityAction{Type: api.CommunityAction_ADD, Communities: l}
+	}
+	if c.Attrs.HasLocalPref {
+		act.LocalPref = &api.LocalPrefAction{Value: c.Attrs.LocalPref}
+	}
+	return &api.Statement{
+		Name: name,
+		Conditions: &api.Conditions{
+			NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: neighborSetName(peer)},
+			PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: name},
+		},
+		Actions: act,
+	}
+}
+
 // SoftResetOut re-sends a peer its routes: GoBGP does not re-send a path
-// whose attributes did not change, so a peer newly allowed a prefix it did
-// not have gets it this way (no session reset; duplicates of what it
-// already has are no-ops for the router).
+// whose attributes did not change, nor re-evaluate its export policy when
+// a defined set changes, so a peer newly allowed a prefix it did not have,
+// or whose extra attributes changed, gets it this way (no session reset;
+// duplicates of what it already has are no-ops for the router).
 func (t gobgpTable) SoftResetOut(peer string) error {
 	return t.a.srv.ResetPeer(t.ctx, &api.ResetPeerRequest{
 		Address: t.a.peers[peer].Address.String(), Soft: true, Direction: api.ResetPeerRequest_OUT,

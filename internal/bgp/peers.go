@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/heraldlb/herald/internal/bgpplan"
 )
 
 // globalRIB is GoBGP's name for the global table's policy assignments
@@ -23,6 +26,10 @@ const multihopTTL = 255
 // are DNS subdomains, which GoBGP accepts as set and policy names.
 func policyName(peer string) string      { return "herald-" + peer }
 func neighborSetName(peer string) string { return "herald-" + peer + "-neighbor" }
+
+// className names both the prefix set and the statement of an attribute
+// class (GoBGP keeps sets and statements apart).
+func className(peer string, c *bgpplan.Class) string { return "herald-" + peer + "-attrs-" + c.ID() }
 func denySetName(peer string, v6 bool) string {
 	if v6 {
 		return "herald-" + peer + "-deny-v6"
@@ -78,9 +85,10 @@ func apiPeer(p Peer) *api.Peer {
 }
 
 // addPeer creates p's policy (neighbor set, deny sets for the routes
-// already in the RIB, a reject statement per family, assigned to global
-// export) and then the GoBGP neighbour, so that the first UPDATEs the peer
-// gets already respect Path.Peers.
+// already in the RIB, a reject statement per family, then the attribute
+// classes of those routes, assigned to global export) and then the GoBGP
+// neighbour, so that the first UPDATEs the peer gets already respect
+// Path.Peers and carry the peer's own attributes.
 func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	// undo holds the clean-up of each step done; a failed step runs them
 	// backwards. A clean-up that fails leaves an unused GoBGP object
@@ -123,6 +131,19 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 		undo = append(undo, func() error { return a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, v6)) })
 	}
 
+	classes := a.table.ClassesFor(p.Name)
+	for _, id := range slices.Sorted(maps.Keys(classes)) {
+		cs := classes[id]
+		name := className(p.Name, &cs.Class)
+		if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{Replace: true, DefinedSet: &api.DefinedSet{
+			DefinedType: api.DefinedType_PREFIX, Name: name,
+			Prefixes: prefixList(slices.SortedFunc(maps.Keys(cs.Prefixes), netip.Prefix.Compare)),
+		}}); err != nil {
+			return fmt.Errorf("adding BGP peer %s: attribute class: %w", p.Name, err)
+		}
+		undo = append(undo, func() error { return a.deleteSet(api.DefinedType_PREFIX, name) })
+	}
+
 	pol := &api.Policy{Name: policyName(p.Name)}
 	for _, v6 := range []bool{false, true} {
 		pol.Statements = append(pol.Statements, &api.Statement{
@@ -133,6 +154,11 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 			},
 			Actions: &api.Actions{RouteAction: api.RouteAction_REJECT},
 		})
+	}
+	// The classes come after the deny statements: a denied prefix never
+	// reaches them.
+	for _, id := range slices.Sorted(maps.Keys(classes)) {
+		pol.Statements = append(pol.Statements, classStatement(p.Name, &classes[id].Class))
 	}
 	if err := a.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: pol}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: policy: %w", p.Name, err)
@@ -169,6 +195,9 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	}
 	a.peers[p.Name] = p
 	a.table.Denied[p.Name] = deny
+	if len(classes) > 0 {
+		a.table.Classes[p.Name] = classes
+	}
 	a.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "asn", p.PeerASN)
 	return nil
 }
@@ -198,11 +227,16 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, false)),
 		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, true)),
 	}
+	// Deleting the policy deleted the class statements with it.
+	for _, cs := range a.table.Classes[p.Name] {
+		cleanups = append(cleanups, a.deleteSet(api.DefinedType_PREFIX, className(p.Name, &cs.Class)))
+	}
 	if cerr := errors.Join(cleanups...); cerr != nil {
 		a.log.Warn("cleaning up after a removed BGP peer", "peer", p.Name, "err", cerr)
 	}
 	delete(a.peers, p.Name)
 	delete(a.table.Denied, p.Name)
+	delete(a.table.Classes, p.Name)
 
 	a.stateMu.Lock()
 	wasUp := false

@@ -21,6 +21,12 @@ type Executor interface {
 	// that peer's export filter rejects.
 	AddDeny(peer string, v6 bool, pfxs []netip.Prefix) error
 	DeleteDeny(peer string, v6 bool, pfxs []netip.Prefix) error
+	// AddToClass makes peer's filter add c's attributes to pfxs (of c's
+	// family); with create, the class does not exist yet and is made.
+	AddToClass(peer string, c *Class, pfxs []netip.Prefix, create bool) error
+	// RemoveFromClass stops that for pfxs; with last, no prefix remains
+	// and the class is deleted.
+	RemoveFromClass(peer string, c *Class, pfxs []netip.Prefix, last bool) error
 	// SoftResetOut sends peer its routes again, without resetting the
 	// session.
 	SoftResetOut(peer string) error
@@ -33,11 +39,23 @@ type State struct {
 	// Denied holds, per configured peer, the prefixes its filter rejects.
 	// Its keys are the configured peers.
 	Denied map[string]map[netip.Prefix]struct{}
+	// Classes holds, per configured peer, the attribute classes of its
+	// filter by Class.ID. A peer without any may have no entry.
+	Classes map[string]map[string]*ClassSet
+
+	// resend are the peers owed a soft reset that failed or was not safe
+	// yet (their classes did not match the table): the next Apply tries
+	// again.
+	resend map[string]bool
 }
 
 // NewState is the state of an empty table with no peers.
 func NewState() *State {
-	return &State{Applied: map[netip.Prefix]*Route{}, Denied: map[string]map[netip.Prefix]struct{}{}}
+	return &State{
+		Applied: map[netip.Prefix]*Route{},
+		Denied:  map[string]map[netip.Prefix]struct{}{},
+		Classes: map[string]map[string]*ClassSet{},
+	}
 }
 
 // DenyFor is the filter a new peer must have before its session exists:
@@ -52,6 +70,25 @@ func (s *State) DenyFor(peer string) map[netip.Prefix]struct{} {
 	return deny
 }
 
+// ClassesFor are the attribute classes a new peer's filter must have
+// before its session exists, for the routes in the table, as DenyFor.
+func (s *State) ClassesFor(peer string) map[string]*ClassSet {
+	out := map[string]*ClassSet{}
+	for pfx, r := range s.Applied {
+		id, c := wantClass(r, peer)
+		if c == nil {
+			continue
+		}
+		cs := out[id]
+		if cs == nil {
+			cs = &ClassSet{Class: *c, Prefixes: map[netip.Prefix]struct{}{}}
+			out[id] = cs
+		}
+		cs.Prefixes[pfx] = struct{}{}
+	}
+	return out
+}
+
 // Advertised counts the routes in the table that peer may receive.
 func (s *State) Advertised(peer string) int {
 	n := 0
@@ -64,16 +101,21 @@ func (s *State) Advertised(peer string) int {
 }
 
 // Apply brings the table and the filters of the configured peers from s to
-// desired, in an order that never sends a peer a prefix it may not have:
+// desired, in an order that never sends a peer a prefix it may not have,
+// nor a prefix it did not have without its extra attributes:
 //
 //  1. withdraw the prefixes no longer wanted, and those some configured
 //     peer loses (a prefix cannot be withdrawn from one peer only);
-//  2. update each peer's filter;
-//  3. announce new and changed routes, except those whose withdrawal or
+//  2. update each peer's deny filter;
+//  3. update each peer's attribute classes (Route.Extra): a prefix leaves
+//     its old class before it joins its new one, so it is never in two;
+//  4. announce new and changed routes, except those whose withdrawal or
 //     filter update failed (announcing them could reach a peer that must
-//     not have them);
-//  4. soft-reset the peers that gained a route whose attributes did not
-//     change, which the table would not send again by itself.
+//     not have them, or reach one without its attributes);
+//  5. soft-reset the peers that gained a route whose attributes in the
+//     table did not change, and those whose extra attributes changed on
+//     a route the table did not send again: GoBGP re-sends neither by
+//     itself, and does not re-evaluate its filters when a set changes.
 //
 // s records what succeeded; the error joins every failure.
 func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
@@ -92,13 +134,25 @@ func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
 		delete(s.Applied, pfx)
 	}
 
-	errs = append(errs, s.syncDeny(desired, x, held)...)
+	// changed holds, per peer, the prefixes its filter now treats
+	// differently: let through again, or with other extra attributes.
+	changed := map[string][]netip.Prefix{}
+	errs = append(errs, s.syncDeny(desired, x, held, changed)...)
+	errs = append(errs, s.syncClasses(desired, x, held, changed)...)
 
-	gained := map[string]bool{}
+	sent := map[netip.Prefix]bool{} // sent by the table to every peer it reaches
 	for _, pfx := range sortedPrefixes(desired) {
 		r := desired[pfx]
 		old, ok := s.Applied[pfx]
-		if held[pfx] || ok && old.SameAttrs(r) && old.SamePeers(r) {
+		if held[pfx] {
+			continue
+		}
+		if ok && old.SameAttrs(r) && old.SamePeers(r) {
+			s.Applied[pfx] = r // Extra may differ: the classes carry it
+			continue
+		}
+		if peer := s.misclassed(r); peer != "" {
+			errs = append(errs, fmt.Errorf("announcing %s: the attribute classes of BGP peer %s are not in place", pfx, peer))
 			continue
 		}
 		if err := x.Announce(r); err != nil {
@@ -108,18 +162,195 @@ func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
 		if ok && old.SameAttrs(r) {
 			for name := range s.Denied {
 				if !old.Allows(name) && r.Allows(name) {
-					gained[name] = true
+					s.owe(name)
 				}
 			}
+		} else {
+			sent[pfx] = true
 		}
 		s.Applied[pfx] = r
 	}
-	for _, name := range slices.Sorted(maps.Keys(gained)) {
-		if err := x.SoftResetOut(name); err != nil {
-			errs = append(errs, fmt.Errorf("re-sending routes to BGP peer %s: %w", name, err))
+	for name, pfxs := range changed {
+		for _, pfx := range pfxs {
+			if r, ok := s.Applied[pfx]; ok && !sent[pfx] && r.Allows(name) {
+				s.owe(name)
+				break
+			}
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.resend)) {
+		if _, ok := s.Denied[name]; !ok {
+			delete(s.resend, name)
+			continue
+		}
+		// A soft reset sends the whole table through the filter: it must
+		// wait until the peer's classes match it.
+		if pfx, bad := s.peerMisclassed(name); bad {
+			errs = append(errs, fmt.Errorf("re-sending routes to BGP peer %s: the route of %s is not in place", name, pfx))
+			continue
+		}
+		if err := x.SoftResetOut(name); err != nil {
+			errs = append(errs, fmt.Errorf("re-sending routes to BGP peer %s: %w", name, err))
+			continue
+		}
+		delete(s.resend, name)
+	}
 	return errors.Join(errs...)
+}
+
+func (s *State) owe(peer string) {
+	if s.resend == nil {
+		s.resend = map[string]bool{}
+	}
+	s.resend[peer] = true
+}
+
+// misclassed is a configured peer r reaches whose classes do not give it
+// r's extra attributes, "" if there is none.
+func (s *State) misclassed(r *Route) string {
+	for name := range s.Denied {
+		if len(r.Extra) == 0 && len(s.Classes[name]) == 0 {
+			continue
+		}
+		if !r.Allows(name) {
+			continue
+		}
+		if id, _ := wantClass(r, name); classOf(s.Classes[name], r.Prefix) != id {
+			return name
+		}
+	}
+	return ""
+}
+
+// peerMisclassed reports a prefix in the table that a soft reset would
+// send peer with other attributes than the table's route gives it: its
+// classes do not match, or the route does not allow the peer at all (its
+// filter already lets through the route that was to replace it, whose
+// announcement failed).
+func (s *State) peerMisclassed(peer string) (netip.Prefix, bool) {
+	classes := s.Classes[peer]
+	deny := s.Denied[peer]
+	for pfx, r := range s.Applied {
+		if _, denied := deny[pfx]; denied {
+			continue
+		}
+		if !r.Allows(peer) {
+			return pfx, true
+		}
+		if len(r.Extra) == 0 && len(classes) == 0 {
+			continue
+		}
+		if id, _ := wantClass(r, peer); classOf(classes, pfx) != id {
+			return pfx, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// syncClasses puts each prefix about to be announced in the class its
+// extra attributes call for, per peer, and takes the withdrawn prefixes
+// out of theirs; the table's prefixes that stay as they are (held, or not
+// withdrawn) keep theirs. It adds to changed the prefixes whose class
+// changed. A prefix whose removal from its old class failed does not join
+// its new one; the announcement step then holds it back.
+func (s *State) syncClasses(desired map[netip.Prefix]*Route, x Executor, held map[netip.Prefix]bool, changed map[string][]netip.Prefix) []error {
+	var errs []error
+	var extra []*Route // the desired routes that carry extra attributes
+	for _, r := range desired {
+		if len(r.Extra) > 0 && !held[r.Prefix] {
+			extra = append(extra, r)
+		}
+	}
+	keep := func(pfx netip.Prefix) bool {
+		if held[pfx] {
+			return true
+		}
+		_, want := desired[pfx]
+		_, in := s.Applied[pfx]
+		return in && !want
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Denied)) {
+		have := s.Classes[name]
+		if len(have) == 0 && len(extra) == 0 {
+			continue
+		}
+		if have == nil {
+			have = map[string]*ClassSet{}
+			s.Classes[name] = have
+		}
+		want := map[netip.Prefix]string{}
+		classes := map[string]*Class{}
+		for _, r := range extra {
+			if id, c := wantClass(r, name); c != nil {
+				want[r.Prefix] = id
+				classes[id] = c
+			}
+		}
+
+		stuck := map[netip.Prefix]bool{} // still in a class it should leave
+		for _, id := range slices.Sorted(maps.Keys(have)) {
+			cs := have[id]
+			var del []netip.Prefix
+			for pfx := range cs.Prefixes {
+				if !keep(pfx) && want[pfx] != id {
+					del = append(del, pfx)
+				}
+			}
+			if len(del) == 0 {
+				continue
+			}
+			slices.SortFunc(del, netip.Prefix.Compare)
+			last := len(del) == len(cs.Prefixes)
+			if err := x.RemoveFromClass(name, &cs.Class, del, last); err != nil {
+				errs = append(errs, fmt.Errorf("updating attribute class %s of BGP peer %s: %w", id, name, err))
+				for _, p := range del {
+					stuck[p] = true
+				}
+				continue
+			}
+			for _, p := range del {
+				delete(cs.Prefixes, p)
+			}
+			if last {
+				delete(have, id)
+			}
+			changed[name] = append(changed[name], del...)
+		}
+
+		add := map[string][]netip.Prefix{}
+		for pfx, id := range want {
+			if stuck[pfx] {
+				continue
+			}
+			if cs := have[id]; cs != nil {
+				if _, ok := cs.Prefixes[pfx]; ok {
+					continue
+				}
+			}
+			add[id] = append(add[id], pfx)
+		}
+		for _, id := range slices.Sorted(maps.Keys(add)) {
+			pfxs := add[id]
+			slices.SortFunc(pfxs, netip.Prefix.Compare)
+			cs := have[id]
+			if err := x.AddToClass(name, classes[id], pfxs, cs == nil); err != nil {
+				errs = append(errs, fmt.Errorf("updating attribute class %s of BGP peer %s: %w", id, name, err))
+				continue
+			}
+			if cs == nil {
+				cs = &ClassSet{Class: *classes[id], Prefixes: map[netip.Prefix]struct{}{}}
+				have[id] = cs
+			}
+			for _, p := range pfxs {
+				cs.Prefixes[p] = struct{}{}
+			}
+			changed[name] = append(changed[name], pfxs...)
+		}
+		if len(have) == 0 {
+			delete(s.Classes, name)
+		}
+	}
+	return errs
 }
 
 // losesPeer reports whether a configured peer that old may reach is not
@@ -140,7 +371,7 @@ func (s *State) losesPeer(old, r *Route) bool {
 // table or about to be announced, that the peer must not receive. A
 // prefix whose addition to some filter failed is held back from
 // announcement.
-func (s *State) syncDeny(desired map[netip.Prefix]*Route, x Executor, held map[netip.Prefix]bool) []error {
+func (s *State) syncDeny(desired map[netip.Prefix]*Route, x Executor, held map[netip.Prefix]bool, changed map[string][]netip.Prefix) []error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(s.Denied)) {
 		want := map[netip.Prefix]struct{}{}
@@ -190,6 +421,7 @@ func (s *State) syncDeny(desired map[netip.Prefix]*Route, x Executor, held map[n
 					for _, p := range del {
 						delete(have, p)
 					}
+					changed[name] = append(changed[name], del...)
 				}
 			}
 		}

@@ -105,10 +105,12 @@ func TestNewRouteNormalises(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Route{
-		Prefix:      netip.MustParsePrefix("198.51.100.0/24"),
-		Communities: []uint32{1<<16 | 1, 2<<16 | 2},
-		Large:       []LargeCommunity{{1, 1, 1}, {3, 3, 3}},
-		Peers:       []string{"a", "b"},
+		Prefix: netip.MustParsePrefix("198.51.100.0/24"),
+		Attrs: Attrs{
+			Communities: []uint32{1<<16 | 1, 2<<16 | 2},
+			Large:       []LargeCommunity{{1, 1, 1}, {3, 3, 3}},
+		},
+		Peers: []string{"a", "b"},
 	}
 	if d := cmp.Diff(want, r, equateAddr); d != "" {
 		t.Errorf("NewRoute (-want +got):\n%s", d)
@@ -118,45 +120,5 @@ func TestNewRouteNormalises(t *testing.T) {
 	}
 	if _, err := NewRoute(Path{}); err == nil {
 		t.Errorf("NewRoute accepted a zero prefix")
-	}
-}
-
-func TestRouteMerge(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		a, b      Path
-		wantPeers []string
-		wantLP    uint32
-	}{
-		{
-			name:      "restricted plus restricted is the union",
-			a:         Path{Peers: []string{"r2"}, LocalPref: u32(100)},
-			b:         Path{Peers: []string{"r1"}, LocalPref: u32(200)},
-			wantPeers: []string{"r1", "r2"}, wantLP: 200,
-		},
-		{
-			name:   "all wins",
-			a:      Path{Peers: []string{"r2"}},
-			b:      Path{LocalPref: u32(50)},
-			wantLP: 50,
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.a.Prefix = netip.MustParsePrefix("198.51.100.1/32")
-			tc.b.Prefix = tc.a.Prefix
-			tc.a.Communities, tc.b.Communities = []string{"1:1"}, []string{"1:1", "2:2"}
-			a, _ := NewRoute(tc.a)
-			b, _ := NewRoute(tc.b)
-			a.merge(b)
-			if d := cmp.Diff(tc.wantPeers, a.Peers); d != "" {
-				t.Errorf("peers (-want +got):\n%s", d)
-			}
-			if !a.HasLocalPref || a.LocalPref != tc.wantLP {
-				t.Errorf("local-pref = %d (set %v), want %d", a.LocalPref, a.HasLocalPref, tc.wantLP)
-			}
-			if d := cmp.Diff([]uint32{1<<16 | 1, 2<<16 | 2}, a.Communities); d != "" {
-				t.Errorf("communities (-want +got):\n%s", d)
-			}
-		})
 	}
 }
