@@ -84,7 +84,7 @@ func (m *model) breach(format string, args ...any) {
 // filtered is what peer's filter makes of r: the table's attributes plus
 // those of the classes holding the prefix (local-pref: the last class's).
 func (m *model) filtered(peer string, r *Route) Attrs {
-	a := r.Attrs.plus(nil)
+	a := r.plus(nil)
 	n := 0
 	for _, id := range slices.Sorted(maps.Keys(m.classes[peer])) {
 		cs := m.classes[peer][id]

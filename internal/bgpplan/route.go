@@ -117,7 +117,7 @@ type Route struct {
 
 // SameAttrs reports whether r and o carry the same path attributes in
 // the table (Extra aside).
-func (r *Route) SameAttrs(o *Route) bool { return r.Attrs.Equal(&o.Attrs) }
+func (r *Route) SameAttrs(o *Route) bool { return r.Equal(&o.Attrs) }
 
 // SamePeers reports whether r and o may reach the same peers.
 func (r *Route) SamePeers(o *Route) bool { return slices.Equal(r.Peers, o.Peers) }
@@ -144,7 +144,7 @@ func (r *Route) AttrsFor(peer string) (Attrs, bool) {
 	if !r.Allows(peer) {
 		return Attrs{}, false
 	}
-	return r.Attrs.plus(r.ExtraFor(peer)), true
+	return r.plus(r.ExtraFor(peer)), true
 }
 
 // combine makes one route of the routes of several Paths for the same
