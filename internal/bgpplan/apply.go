@@ -140,7 +140,17 @@ func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
 	errs = append(errs, s.syncDeny(desired, x, held, changed)...)
 	errs = append(errs, s.syncClasses(desired, x, held, changed)...)
 
-	sent := map[netip.Prefix]bool{} // sent by the table to every peer it reaches
+	// The prefixes some filter treats differently whose route the table
+	// sends again anyway, to every peer it reaches: no soft reset for them.
+	var touched, sent map[netip.Prefix]bool
+	for _, pfxs := range changed {
+		for _, p := range pfxs {
+			if touched == nil {
+				touched, sent = map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+			}
+			touched[p] = true
+		}
+	}
 	for _, pfx := range sortedPrefixes(desired) {
 		r := desired[pfx]
 		old, ok := s.Applied[pfx]
@@ -165,7 +175,7 @@ func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
 					s.owe(name)
 				}
 			}
-		} else {
+		} else if touched[pfx] {
 			sent[pfx] = true
 		}
 		s.Applied[pfx] = r
