@@ -159,7 +159,8 @@ func TestBGPAdvertisementsPerPeerAndNode(t *testing.T) {
 	waitViews("four advertisements of "+vip.String(), want)
 	best, _ := l.RouterQuery(ctx, "bird", "show", "route", "table", "ibgp4", "for", vip.String(), "all")
 	t.Logf("%s: FRR %v; BIRD eBGP %v; BIRD iBGP %v\nBIRD's iBGP table:\n%s", vip, want.frr, want.bird, want.ibgp, firstLines(best, 24))
-	if !strings.Contains(firstLines(best, 2), "[inode1") {
+	// BIRD lists the best route first.
+	if _, first, _ := strings.Cut(best, "unicast ["); !strings.HasPrefix(first, "inode1 ") {
 		t.Errorf("BIRD's best iBGP route to %s is not node1's (local-pref 300):\n%s", vip, best)
 	}
 
@@ -216,7 +217,7 @@ func TestBGPAdvertisementsPerPeerAndNode(t *testing.T) {
 func birdAttrs(t *testing.T, l *lab.Lab, table string, addr netip.Addr) map[string]string {
 	t.Helper()
 	out, err := l.RouterQuery(context.Background(), "bird", "show", "route", "table", table, "for", host(addr).String(), "all")
-	if err != nil {
+	if err != nil && !strings.Contains(out+err.Error(), "Network not found") {
 		t.Fatal(err)
 	}
 	type attrs struct{ c, l, lp string }

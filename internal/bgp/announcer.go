@@ -295,7 +295,9 @@ func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []P
 
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
 		old := a.peers[name]
-		if p, ok := want[name]; !ok || p.Address != old.Address {
+		// The VRF decides the policy's next-hop statement, made with the
+		// neighbour: a change is a new neighbour too.
+		if p, ok := want[name]; !ok || p.Address != old.Address || p.VRF != old.VRF {
 			if err := a.removePeer(ctx, old); err != nil {
 				errs = append(errs, err)
 			}

@@ -26,6 +26,7 @@ const multihopTTL = 255
 // are DNS subdomains, which GoBGP accepts as set and policy names.
 func policyName(peer string) string      { return "herald-" + peer }
 func neighborSetName(peer string) string { return "herald-" + peer + "-neighbor" }
+func nextHopSetName(peer string) string  { return "herald-" + peer + "-nexthop-self" }
 
 // className names both the prefix set and the statement of an attribute
 // class (GoBGP keeps sets and statements apart).
@@ -67,6 +68,9 @@ func apiPeer(p Peer) *api.Peer {
 	if p.SourceAddress.IsValid() {
 		ap.Transport.LocalAddress = p.SourceAddress.String()
 	}
+	// Bound to the VRF device, the socket's route lookups use the VRF's
+	// table (SO_BINDTODEVICE).
+	ap.Transport.BindInterface = p.VRF
 	if p.EBGPMultiHop {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: multihopTTL}
 	}
@@ -145,6 +149,30 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	}
 
 	pol := &api.Policy{Name: policyName(p.Name)}
+	if p.VRF != "" {
+		// The node's InternalIP, the usual next hop, lives in the default
+		// VRF; a peer in another VRF reaches the node at the session's
+		// own local address. Only routes of the session's family can
+		// carry it as next hop, so the statement matches those alone.
+		all := &api.Prefix{IpPrefix: "0.0.0.0/0", MaskLengthMin: 0, MaskLengthMax: 32}
+		if p.Address.Is6() {
+			all = &api.Prefix{IpPrefix: "::/0", MaskLengthMin: 0, MaskLengthMax: 128}
+		}
+		if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{Replace: true, DefinedSet: &api.DefinedSet{
+			DefinedType: api.DefinedType_PREFIX, Name: nextHopSetName(p.Name), Prefixes: []*api.Prefix{all},
+		}}); err != nil {
+			return fmt.Errorf("adding BGP peer %s: next-hop prefix set: %w", p.Name, err)
+		}
+		undo = append(undo, func() error { return a.deleteSet(api.DefinedType_PREFIX, nextHopSetName(p.Name)) })
+		pol.Statements = append(pol.Statements, &api.Statement{
+			Name: nextHopSetName(p.Name),
+			Conditions: &api.Conditions{
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: neighborSetName(p.Name)},
+				PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: nextHopSetName(p.Name)},
+			},
+			Actions: &api.Actions{Nexthop: &api.NexthopAction{Self: true}},
+		})
+	}
 	for _, v6 := range []bool{false, true} {
 		pol.Statements = append(pol.Statements, &api.Statement{
 			Name: denySetName(p.Name, v6),
@@ -226,6 +254,9 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		a.deleteSet(api.DefinedType_NEIGHBOR, neighborSetName(p.Name)),
 		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, false)),
 		a.deleteSet(api.DefinedType_PREFIX, denySetName(p.Name, true)),
+	}
+	if p.VRF != "" {
+		cleanups = append(cleanups, a.deleteSet(api.DefinedType_PREFIX, nextHopSetName(p.Name)))
 	}
 	// Deleting the policy deleted the class statements with it.
 	for _, cs := range a.table.Classes[p.Name] {
