@@ -13,7 +13,11 @@ import (
 // prefix per peer). An address that cannot be aggregated is left out and
 // reported.
 func Paths(anns []BGPAnnouncement) ([]bgpplan.Path, error) {
-	out := make([]bgpplan.Path, 0, len(anns))
+	n := 0
+	for _, a := range anns {
+		n += len(a.Policies)
+	}
+	out := make([]bgpplan.Path, 0, n)
 	var errs []error
 	for _, a := range anns {
 		for _, pol := range a.Policies {
