@@ -38,6 +38,18 @@ type Peer struct {
 	// VRF is the Linux VRF device the session is opened from; "" is the
 	// default VRF.
 	VRF string
+	// BFD is the session's BFD profile; BFD.Enabled false: none.
+	BFD BFD
+}
+
+// BFD is a peer's BFD profile (zero durations and numbers: the BFD
+// engine's defaults). It is a plain value so that Peer stays comparable.
+type BFD struct {
+	Enabled                           bool
+	ReceiveInterval, TransmitInterval time.Duration
+	DetectMultiplier                  uint8
+	Passive                           bool
+	MinimumTTL                        uint8
 }
 
 // ValidatePeers returns the valid peers by name, with the port defaulted

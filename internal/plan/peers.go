@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -82,6 +83,19 @@ func bgpPeer(p Peer) (bgpplan.Peer, netip.Addr, error) {
 	}
 	if s.PeerPort != nil {
 		out.Port = uint16(*s.PeerPort)
+	}
+	if b := s.BFD; b != nil {
+		out.BFD = bgpplan.BFD{Enabled: true, ReceiveInterval: duration(b.ReceiveInterval, 0),
+			TransmitInterval: duration(b.TransmitInterval, 0), Passive: b.PassiveMode}
+		if b.DetectMultiplier != nil {
+			out.BFD.DetectMultiplier = uint8(*b.DetectMultiplier)
+		}
+		if b.MinimumTTL != nil {
+			out.BFD.MinimumTTL = uint8(*b.MinimumTTL)
+		}
+		if b.EchoMode {
+			return bgpplan.Peer{}, netip.Addr{}, errors.New("bfd.echoMode is not supported")
+		}
 	}
 	if s.SourceAddress != "" {
 		if out.SourceAddress, err = netip.ParseAddr(s.SourceAddress); err != nil {

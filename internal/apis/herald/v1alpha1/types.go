@@ -493,6 +493,15 @@ type BGPPeerSpec struct {
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 
+	// bfd runs a BFD session (RFC 5880) beside the BGP session, single-hop
+	// (RFC 5881), or multihop (RFC 5883) when ebgpMultiHop is set. A router
+	// running BFD for the session then drops it, and the routes it learned
+	// from the node, within the BFD detection time instead of the hold
+	// time; the speaker drops its own side too. {} turns it on with the
+	// defaults. Unset: no BFD.
+	// +optional
+	BFD *BFDProfile `json:"bfd,omitempty"`
+
 	// vrf is the name of a Linux VRF device on the node: the session is
 	// opened from that VRF (its socket bound to the device, so the VRF's
 	// routing table reaches the peer) and the routes sent over it carry
@@ -514,6 +523,50 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="routerID must be an IPv4 address such as 198.51.100.1"
 	RouterID string `json:"routerID,omitempty"`
+}
+
+// BFDProfile is how a BGPPeer's BFD session runs: the settings of MetalLB's
+// BFDProfile. Intervals are written like 300ms or 1s.
+type BFDProfile struct {
+	// receiveInterval is the shortest interval at which this end wants to
+	// receive BFD packets. Default 300ms; 10ms to 60s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}(ms|s|m))+$') && duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="receiveInterval must be between 10ms and 60s, written like 300ms or 1s"
+	ReceiveInterval *metav1.Duration `json:"receiveInterval,omitempty"`
+
+	// transmitInterval is the shortest interval at which this end wants to
+	// send them. Default 300ms; 10ms to 60s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}(ms|s|m))+$') && duration(self) >= duration('10ms') && duration(self) <= duration('60s')",message="transmitInterval must be between 10ms and 60s, written like 300ms or 1s"
+	TransmitInterval *metav1.Duration `json:"transmitInterval,omitempty"`
+
+	// detectMultiplier is how many intervals without a packet the router
+	// waits before it declares the session down. Default 3.
+	// +optional
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=255
+	DetectMultiplier *int32 `json:"detectMultiplier,omitempty"`
+
+	// echoMode must stay false: the echo function needs packets looped back
+	// by a forwarding plane, which herald's userspace BFD does not have.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="!self",message="echoMode is not supported: herald's BFD runs in userspace, without a forwarding plane to loop echo packets through"
+	EchoMode bool `json:"echoMode,omitempty"`
+
+	// passiveMode sends nothing until the router has sent a BFD packet.
+	// +optional
+	PassiveMode bool `json:"passiveMode,omitempty"`
+
+	// minimumTTL is the lowest TTL a multihop BFD packet may arrive with
+	// (single-hop packets must always arrive with 255). Default 254.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=255
+	MinimumTTL *int32 `json:"minimumTTL,omitempty"`
 }
 
 // SecretKeyRef names one key of a Secret in herald's own namespace.
