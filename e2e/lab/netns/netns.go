@@ -119,6 +119,17 @@ func Listen(ns, network, addr string) (net.Listener, error) {
 	return r.l, r.err
 }
 
+// Do runs f on a thread switched into ns and returns its error. Sockets
+// f opens stay in ns, also when f hands them to other goroutines, so a
+// long-running f (a server's Run) works from there as from a process
+// started in ns; goroutines f starts run elsewhere and must not open
+// sockets themselves.
+func Do(ns string, f func() error) error {
+	ch := make(chan error, 1)
+	go func() { ch <- inNamespace(ns, f) }()
+	return <-ch
+}
+
 // inNamespace runs f on this goroutine's thread switched into ns. The
 // caller must be a goroutine of its own: when the thread cannot be
 // switched back it stays locked, so the runtime retires it when that
