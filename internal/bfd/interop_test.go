@@ -41,12 +41,12 @@ var (
 type frrPeer struct {
 	Peer     string `json:"peer"`
 	Multihop bool   `json:"multihop"`
-	Status string `json:"status"`
-	Diag   string `json:"diagnostic"`
-	Rx     int    `json:"receive-interval"`
-	Tx     int    `json:"transmit-interval"`
-	RemRx  int    `json:"remote-receive-interval"`
-	RemTx  int    `json:"remote-transmit-interval"`
+	Status   string `json:"status"`
+	Diag     string `json:"diagnostic"`
+	Rx       int    `json:"receive-interval"`
+	Tx       int    `json:"transmit-interval"`
+	RemRx    int    `json:"remote-receive-interval"`
+	RemTx    int    `json:"remote-transmit-interval"`
 }
 
 // name is how the test logs and counts FRR's peers.
