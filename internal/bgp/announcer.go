@@ -16,6 +16,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldlb/herald/internal/bfd"
 	"github.com/heraldlb/herald/internal/bgpplan"
 )
 
@@ -70,6 +71,8 @@ type Announcer struct {
 	log         *slog.Logger
 	srv         *server.BgpServer
 	watchCancel context.CancelFunc
+	// bfd runs the BFD sessions of the peers that ask for one (bfd.go).
+	bfd *bfd.Manager
 
 	// mu serialises SetPeers, SetPaths and shutdown; it guards the fields
 	// below it.
@@ -133,6 +136,11 @@ func New(cfg Config) (*Announcer, error) {
 		cancel()
 		return nil, fmt.Errorf("watching BGP peer events: %w", err)
 	}
+	var err error
+	if a.bfd, err = bfd.New(bfd.Config{Log: log.With("lib", "bfd"), OnChange: a.bfdChanged, Registerer: cfg.Registry}); err != nil {
+		cancel()
+		return nil, err
+	}
 	// Registered last: a failed New leaves no collector behind that
 	// would query a server nobody runs.
 	if cfg.Registry != nil {
@@ -155,7 +163,21 @@ func (a *Announcer) Run(ctx context.Context) error {
 	a.running = true
 	a.mu.Unlock()
 
+	bfdCtx, bfdCancel := context.WithCancel(context.Background())
+	bfdDone := make(chan error, 1)
+	go func() { bfdDone <- a.bfd.Run(bfdCtx) }()
+
 	<-ctx.Done()
+
+	// BFD goes AdminDown first: a router must not read the speaker's
+	// orderly stop as a path failure (RFC 5882 §3.2); the BGP sessions'
+	// Cease below withdraws the routes.
+	_ = a.bfd.Set(nil)
+	time.Sleep(bfdAdminDownGrace)
+	bfdCancel()
+	if err := <-bfdDone; err != nil {
+		a.log.Warn("BFD stopped", "err", err)
+	}
 
 	a.mu.Lock()
 	a.stopped = true
@@ -321,6 +343,9 @@ func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []P
 		}
 	}
 	if err := a.apply(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.syncBFD(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -62,6 +62,11 @@ func apiPeer(p Peer) *api.Peer {
 			HoldTime:          seconds(p.HoldTime),
 			KeepaliveInterval: seconds(p.KeepaliveTime),
 			ConnectRetry:      seconds(p.ConnectTime),
+			// After a reset (a BFD session going down, a changed
+			// password) GoBGP waits this long before dialling again; its
+			// default, 30 s, would keep a router whose link came back
+			// unpeered that long.
+			IdleHoldTimeAfterReset: max(1, seconds(p.ConnectTime)),
 		}},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
 	}

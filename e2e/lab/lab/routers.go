@@ -17,7 +17,8 @@ import (
 	"github.com/heraldlb/herald/e2e/lab/topology"
 )
 
-// startRouters runs FRR (zebra + bgpd) and BIRD with the configs the
+// startRouters runs FRR (zebra + bgpd, and bfdd when its config has a bfd
+// block) and BIRD with the configs the
 // topology binds into them.
 func (l *Lab) startRouters(ctx context.Context) error {
 	for _, n := range l.Topo.ByRole(topology.RoleRouter) {
@@ -74,6 +75,13 @@ func (l *Lab) startFRR(ctx context.Context, n *topology.Node) error {
 		return err == nil, nil
 	}); err != nil {
 		return fmt.Errorf("zebra did not open %s", zserv)
+	}
+	// bfdd before bgpd, which registers its neighbours' BFD sessions
+	// with it as they come up.
+	if bytes.Contains(raw, []byte("\nbfd\n")) {
+		if _, err := l.start(n.Name, "bfdd", append([]string{"/usr/lib/frr/bfdd"}, common...)...); err != nil {
+			return err
+		}
 	}
 	if _, err := l.start(n.Name, "bgpd", append([]string{"/usr/lib/frr/bgpd"}, common...)...); err != nil {
 		return err
