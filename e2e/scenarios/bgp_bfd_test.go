@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/heraldlb/herald/e2e/lab/lab"
+	"github.com/heraldlb/herald/e2e/lab/netns"
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
 	"github.com/heraldlb/herald/internal/client/clientset/versioned"
 )
@@ -107,12 +108,20 @@ func TestBGPBFDLinkCut(t *testing.T) {
 	}
 	t.Logf("FRR's BFD sessions with node1-3 up %v after the BGPPeer got bfd", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
-		// Off again: herald takes its sessions AdminDown, which FRR must
-		// not read as a failure: no BGP session may drop.
+		// Off again, router first, as docs/layer2-vs-bgp.md says: FRR
+		// takes its BFD sessions AdminDown, which herald must not read as
+		// a failure (RFC 5882 §3.2); then the BGPPeer loses bfd. (The other
+		// order drops the sessions: FRR 8.4 reads a peer's AdminDown as
+		// BFD down.) No BGP session may drop.
 		before := map[string]int{}
 		for _, n := range nodes {
 			before[n] = frrSession(t, l, l.Node(n).Address).Established
 		}
+		ns := l.Node("frr").Namespace
+		if out, err := netns.Run(context.Background(), ns, "vtysh", "-N", ns, "-c", "configure terminal", "-c", "router bgp 64513", "-c", "no neighbor HERALD bfd"); err != nil {
+			t.Errorf("taking BFD off FRR's herald sessions: %v\n%s", err, out)
+		}
+		time.Sleep(time.Second)
 		setBFD(nil)
 		time.Sleep(2 * time.Second)
 		for _, n := range nodes {
@@ -156,14 +165,16 @@ func TestBGPBFDLinkCut(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// bgpd drops a dynamic neighbour's BFD session with the neighbour,
+	// so the session is down or gone.
 	p := frrBFDPeers(t, l)[n2.String()]
-	t.Logf("node2's link cut: FRR (BFD, 3 x 100 ms = 300 ms detection) dropped its path to %s after %v; BIRD (no BFD, hold time 3 s) after %v; FRR's BFD session: %s, %s",
-		vip, frrGone.Round(time.Millisecond), birdGone.Round(time.Millisecond), p.Status, p.Diagnostic)
+	t.Logf("node2's link cut: FRR (BFD, 3 x 100 ms = 300 ms detection) dropped its path to %s after %v; BIRD (no BFD, hold time 3 s) after %v; FRR's BFD session with node2 now: %q",
+		vip, frrGone.Round(time.Millisecond), birdGone.Round(time.Millisecond), p.Status)
 	if frrGone >= birdGone {
 		t.Errorf("FRR with BFD dropped node2's path after %v, no sooner than BIRD on its hold time (%v)", frrGone, birdGone)
 	}
-	if p.Status != "down" {
-		t.Errorf("FRR's BFD session with node2 is %q after the cut, want down", p.Status)
+	if p.Status == "up" {
+		t.Errorf("FRR's BFD session with node2 is up after the cut")
 	}
 
 	back := time.Now()

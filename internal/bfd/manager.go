@@ -20,7 +20,11 @@ type Config struct {
 	// OnChange is called when a session comes Up (up true, DiagNone) or
 	// leaves Up (up false, with why). It runs on the Manager's goroutine:
 	// it must not block, and may call Set and State. A session removed
-	// by Set is not reported: the caller asked for it to go.
+	// by Set is not reported: the caller asked for it to go. A session
+	// the peer took AdminDown is reported with DiagAdminDown (on the
+	// wire our diagnostic is then NeighborSignaledSessionDown): RFC 5882
+	// §3.2 says that is no path failure, and a client must not act on it
+	// as one.
 	OnChange func(k Key, up bool, diag Diag)
 	// Registerer, when set, gets herald_bfd_session_up{peer}.
 	Registerer prometheus.Registerer
@@ -410,8 +414,11 @@ func (m *Manager) changed(s *session) {
 	m.metric(s.Peer)
 	if m.onChange != nil {
 		diag := s.m.diag
-		if up {
+		switch {
+		case up:
 			diag = DiagNone
+		case s.m.remoteState == AdminDown:
+			diag = DiagAdminDown
 		}
 		m.onChange(s.Key(), up, diag)
 	}

@@ -198,14 +198,22 @@ func TestAdminDownOnRemove(t *testing.T) {
 	}
 	e := rb.rec.wait(t, false, time.Second)
 	t.Logf("b Down %v after a removed its session (detection time 3s)", e.at.Sub(removed).Round(time.Millisecond))
-	if e.diag != DiagNeighborDown {
-		t.Errorf("diag %v, want %v", e.diag, DiagNeighborDown)
+	// The peer took it AdminDown: reported as such, not as a failure.
+	if e.diag != DiagAdminDown {
+		t.Errorf("diag %v, want %v", e.diag, DiagAdminDown)
 	}
-	if _, ok := ra.m.State(a.Key()); ok {
-		t.Error("the removed session still has a state")
-	}
-	if got := gauges(t, reg); len(got) != 0 {
-		t.Errorf("series left after the removal: %v", got)
+	// b hears the AdminDown as a sends it, which may be before a has
+	// finished removing the session: give a a moment.
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, ok := ra.m.State(a.Key())
+		got := gauges(t, reg)
+		if !ok && len(got) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a second after the removal: state kept %v, series %v", ok, got)
+			break
+		}
 	}
 	select {
 	case e := <-ra.rec.ch:

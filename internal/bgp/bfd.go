@@ -64,6 +64,12 @@ func (a *Announcer) bfdChanged(k bfd.Key, up bool, diag bfd.Diag) {
 	if up {
 		return
 	}
+	if diag == bfd.DiagAdminDown {
+		// The router took BFD off the session (RFC 5882 §3.2): no path
+		// failure, and the BGP session stays.
+		a.log.Info("BFD session taken AdminDown by the router: the BGP session stays", "session", k.String())
+		return
+	}
 	go a.bfdDown(k, diag)
 }
 
