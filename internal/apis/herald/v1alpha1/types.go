@@ -377,6 +377,7 @@ type IPPoolList struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=herald
 // +kubebuilder:printcolumn:name="Peer",type=string,JSONPath=".spec.peerAddress"
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=".spec.interface",priority=1
 // +kubebuilder:printcolumn:name="Peer-ASN",type=integer,JSONPath=".spec.peerASN"
 // +kubebuilder:printcolumn:name="My-ASN",type=integer,JSONPath=".spec.myASN"
 // +kubebuilder:printcolumn:name="Up",type=integer,JSONPath=".status.sessionsUp"
@@ -400,7 +401,10 @@ type BGPPeer struct {
 // Durations are whole seconds written like 90s, 3m or 1m30s: BGP carries
 // them in seconds.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.peerAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress and peerAddress must be of the same family",fieldPath=".sourceAddress"
+// +kubebuilder:validation:XValidation:rule="has(self.peerAddress) != has(self.interface)",message="exactly one of peerAddress and interface must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.sourceAddress)",message="sourceAddress cannot be used with interface: the session runs from the interface's link-local address",fieldPath=".sourceAddress"
+// +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.vrf)",message="vrf cannot be used with interface",fieldPath=".vrf"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !has(self.peerAddress) || !isIP(self.sourceAddress) || !isIP(self.peerAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress and peerAddress must be of the same family",fieldPath=".sourceAddress"
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || !self.keepaliveTime.matches('^([0-9]{1,6}[hms]){1,3}$') || !self.holdTime.matches('^([0-9]{1,6}[hms]){1,3}$') || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be shorter than holdTime (leave it unset when holdTime is 0s)",fieldPath=".keepaliveTime"
 type BGPPeerSpec struct {
 	// myASN is the AS number the speakers use on this session. Equal to
@@ -419,11 +423,26 @@ type BGPPeerSpec struct {
 	PeerASN uint32 `json:"peerASN"`
 
 	// peerAddress is the router's IPv4 or IPv6 address. The speakers dial
-	// it; they never listen for incoming sessions.
-	// +required
+	// it; they never listen for incoming sessions. Exactly one of
+	// peerAddress and interface is set.
+	// +optional
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="peerAddress must be an IPv4 or IPv6 address such as 198.51.100.1 or 2001:db8::1"
-	PeerAddress string `json:"peerAddress"`
+	PeerAddress string `json:"peerAddress,omitempty"`
+
+	// interface makes this an unnumbered session: the name of a node
+	// interface whose link leads to the router, which is dialled at its
+	// IPv6 link-local address on that link (as FRR's "neighbor IFACE
+	// interface"). The speaker finds that address in the node's neighbour
+	// table, where the router's router advertisements or neighbour
+	// solicitations put it; it keeps looking until there is exactly one
+	// link-local neighbour on the interface. Only IPv6 routes are sent over
+	// such a session (IPv4 ones would need RFC 5549 next hops). Exactly one
+	// of peerAddress and interface is set.
+	// +optional
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[^/\s:]+$`
+	Interface string `json:"interface,omitempty"`
 
 	// peerPort is the router's TCP port.
 	// +optional
