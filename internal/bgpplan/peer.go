@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Defaults of a BGPPeer's optional fields.
@@ -24,9 +25,15 @@ const (
 
 // Peer is one BGP neighbour (a BGPPeer object as it applies to this node).
 type Peer struct {
-	Name            string // BGPPeer object name (unique key)
-	MyASN, PeerASN  uint32
-	Address         netip.Addr
+	Name           string // BGPPeer object name (unique key)
+	MyASN, PeerASN uint32
+	// Address is the router's address; for a peer with an Interface it
+	// is zero in the configuration and, inside the announcer, the
+	// link-local address found on the interface (zoned).
+	Address netip.Addr
+	// Interface makes the session unnumbered: the router is the one IPv6
+	// link-local neighbour on this interface. Exclusive with Address.
+	Interface       string
 	Port            uint16     // 0 = DefaultPort
 	SourceAddress   netip.Addr // optional (zero = kernel chooses)
 	HoldTime        time.Duration
@@ -53,14 +60,16 @@ type BFD struct {
 }
 
 // ValidatePeers returns the valid peers by name, with the port defaulted
-// and addresses unmapped. A peer whose address an earlier peer (by name)
-// already uses is refused: GoBGP keys neighbours by address.
+// and addresses unmapped. A peer whose address (or interface) an earlier
+// peer (by name) already uses is refused: GoBGP keys neighbours by
+// address, and one interface has one unnumbered router.
 func ValidatePeers(peers []Peer) (map[string]Peer, []error) {
 	var errs []error
 	want := make(map[string]Peer, len(peers))
 	sorted := slices.Clone(peers)
 	slices.SortStableFunc(sorted, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	byAddr := map[netip.Addr]string{}
+	byIface := map[string]string{}
 	for _, p := range sorted {
 		p.Address = p.Address.Unmap()
 		p.SourceAddress = p.SourceAddress.Unmap()
@@ -73,23 +82,46 @@ func ValidatePeers(peers []Peer) (map[string]Peer, []error) {
 			err = errors.New("BGP peer without a name")
 		case want[p.Name] != (Peer{}):
 			err = fmt.Errorf("BGP peer %s: listed twice", p.Name)
-		case !p.Address.IsValid() || p.Address.Zone() != "":
+		case p.Interface != "" && p.Address.IsValid():
+			err = fmt.Errorf("BGP peer %s: both an address (%v) and an interface (%s)", p.Name, p.Address, p.Interface)
+		case p.Interface != "" && !ValidInterfaceName(p.Interface):
+			err = fmt.Errorf("BGP peer %s: invalid interface name %q", p.Name, p.Interface)
+		case p.Interface != "" && p.SourceAddress.IsValid():
+			err = fmt.Errorf("BGP peer %s: a source address with an interface: the session runs from the interface's link-local address", p.Name)
+		case p.Interface != "" && p.VRF != "":
+			err = fmt.Errorf("BGP peer %s: a VRF with an interface is not supported", p.Name)
+		case p.Interface != "" && byIface[p.Interface] != "":
+			err = fmt.Errorf("BGP peer %s: interface %s already used by peer %s", p.Name, p.Interface, byIface[p.Interface])
+		case p.Interface == "" && (!p.Address.IsValid() || p.Address.Zone() != ""):
 			err = fmt.Errorf("BGP peer %s: invalid address %v", p.Name, p.Address)
 		case p.MyASN == 0 || p.PeerASN == 0:
 			err = fmt.Errorf("BGP peer %s: ASNs must not be 0", p.Name)
 		case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
 			err = fmt.Errorf("BGP peer %s: source address %v and peer address %v are of different families", p.Name, p.SourceAddress, p.Address)
-		case byAddr[p.Address] != "":
+		case p.Interface == "" && byAddr[p.Address] != "":
 			err = fmt.Errorf("BGP peer %s: address %v already used by peer %s", p.Name, p.Address, byAddr[p.Address])
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		byAddr[p.Address] = p.Name
+		if p.Interface != "" {
+			byIface[p.Interface] = p.Name
+		} else {
+			byAddr[p.Address] = p.Name
+		}
 		want[p.Name] = p
 	}
 	return want, errs
+}
+
+// ValidInterfaceName reports whether name can be a Linux interface name
+// (IFNAMSIZ less the terminating NUL; dev_valid_name in the kernel).
+func ValidInterfaceName(name string) bool {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return false
+	}
+	return !strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || unicode.IsSpace(r) })
 }
 
 // RouterID is herald's policy for the BGP identifier of a node whose peers

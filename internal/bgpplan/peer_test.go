@@ -33,6 +33,49 @@ func TestValidatePeers(t *testing.T) {
 	}
 }
 
+// Interface peers: exactly one of address and interface, no source
+// address or VRF with an interface, one peer per interface; an interface
+// peer's router may have any address, so it never clashes with an address
+// peer.
+func TestValidateInterfacePeers(t *testing.T) {
+	ll := netip.MustParseAddr("fe80::1")
+	peers := []Peer{
+		{Name: "a", MyASN: 1, PeerASN: 2, Interface: "eth1"},
+		{Name: "b", MyASN: 1, PeerASN: 2, Interface: "eth1"},
+		{Name: "c", MyASN: 1, PeerASN: 2, Interface: "eth2", Address: netip.MustParseAddr("2001:db8::1")},
+		{Name: "d", MyASN: 1, PeerASN: 2, Interface: "eth3", SourceAddress: netip.MustParseAddr("2001:db8::9")},
+		{Name: "e", MyASN: 1, PeerASN: 2, Interface: "eth4", VRF: "red"},
+		{Name: "f", MyASN: 1, PeerASN: 2, Interface: "eth0:1"},
+		{Name: "g", MyASN: 1, PeerASN: 2, Interface: "a-very-long-name"},
+		{Name: "h", MyASN: 1, PeerASN: 2, Address: ll.WithZone("eth5")},
+		{Name: "i", MyASN: 1, PeerASN: 2},
+		{Name: "j", MyASN: 1, PeerASN: 2, Interface: "eth6"},
+		{Name: "k", MyASN: 1, PeerASN: 2, Address: ll},
+	}
+	got, errs := ValidatePeers(peers)
+	if len(got) != 3 || got["a"].Interface != "eth1" || got["j"].Port != DefaultPort || got["k"].Address != ll {
+		t.Errorf("valid peers = %v, want a, j and k", got)
+	}
+	joined := ""
+	for _, e := range errs {
+		joined += e.Error() + "\n"
+	}
+	for _, w := range []string{
+		"peer b: interface eth1 already used by peer a",
+		"peer c: both an address (2001:db8::1) and an interface (eth2)",
+		"peer d: a source address with an interface",
+		"peer e: a VRF with an interface",
+		`peer f: invalid interface name "eth0:1"`,
+		`peer g: invalid interface name "a-very-long-name"`,
+		"peer h: invalid address fe80::1%eth5",
+		"peer i: invalid address invalid IP",
+	} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("errors %q lack %q", joined, w)
+		}
+	}
+}
+
 // The defaults are part of the BGPPeer API: a change is a behaviour change
 // for every cluster that leaves the fields unset.
 func TestDefaults(t *testing.T) {

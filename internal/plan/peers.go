@@ -71,12 +71,24 @@ func peers(self string, nodes []election.NodeInfo, all []Peer) ([]bgpplan.Peer, 
 // the router ID it asks for (the zero Addr for none).
 func bgpPeer(p Peer) (bgpplan.Peer, netip.Addr, error) {
 	s := p.Spec
-	addr, err := netip.ParseAddr(s.PeerAddress)
-	if err != nil {
-		return bgpplan.Peer{}, netip.Addr{}, fmt.Errorf("peerAddress %q: %w", s.PeerAddress, err)
+	var (
+		addr netip.Addr
+		err  error
+	)
+	switch {
+	case s.Interface != "" && s.PeerAddress != "":
+		return bgpplan.Peer{}, netip.Addr{}, fmt.Errorf("both peerAddress %q and interface %q", s.PeerAddress, s.Interface)
+	case s.Interface != "":
+		if !bgpplan.ValidInterfaceName(s.Interface) {
+			return bgpplan.Peer{}, netip.Addr{}, fmt.Errorf("interface %q is not an interface name", s.Interface)
+		}
+	default:
+		if addr, err = netip.ParseAddr(s.PeerAddress); err != nil {
+			return bgpplan.Peer{}, netip.Addr{}, fmt.Errorf("peerAddress %q: %w", s.PeerAddress, err)
+		}
 	}
 	out := bgpplan.Peer{
-		Name: p.Name, MyASN: s.MyASN, PeerASN: s.PeerASN, Address: addr, Port: bgpplan.DefaultPort,
+		Name: p.Name, MyASN: s.MyASN, PeerASN: s.PeerASN, Address: addr, Interface: s.Interface, Port: bgpplan.DefaultPort,
 		HoldTime: duration(s.HoldTime, bgpplan.DefaultHoldTime), KeepaliveTime: duration(s.KeepaliveTime, 0),
 		ConnectTime: duration(s.ConnectTime, bgpplan.DefaultConnectTime), EBGPMultiHop: s.EBGPMultiHop,
 		Password: p.Password, GracefulRestart: s.GracefulRestart, VRF: s.VRF,

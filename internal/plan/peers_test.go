@@ -68,6 +68,14 @@ func TestPeers(t *testing.T) {
 			{"a", `peerAddress "not-an-ip": ParseAddr("not-an-ip"): unable to parse IP`},
 			{"b", `routerID "2001:db8::1" is not an IPv4 address`},
 		}},
+		{name: "interface peers", peers: []Peer{
+			{Name: "unnumbered", Spec: withInterface(bgpPeerSpec("", ""), "eth1")},
+			{Name: "both", Spec: withInterface(bgpPeerSpec("2001:db8::1", ""), "eth2")},
+			{Name: "bad-name", Spec: withInterface(bgpPeerSpec("", ""), "eth0/1")},
+		}, want: "[unnumbered]", problems: []Problem{
+			{"bad-name", `interface "eth0/1" is not an interface name`},
+			{"both", `both peerAddress "2001:db8::1" and interface "eth2"`},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Decide(Input{Self: "node-a", Nodes: nodes, Peers: tc.peers})
@@ -86,6 +94,11 @@ func TestPeers(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withInterface(s heraldv1.BGPPeerSpec, iface string) heraldv1.BGPPeerSpec {
+	s.Interface = iface
+	return s
 }
 
 func withSelector(s heraldv1.BGPPeerSpec, k, v string) heraldv1.BGPPeerSpec {
@@ -114,6 +127,12 @@ func TestPeerDefaults(t *testing.T) {
 		ConnectTime: time.Second, EBGPMultiHop: true, Password: "pw", GracefulRestart: true}
 	if d := cmp.Diff([]bgpplan.Peer{want}, set.BGPPeers, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("set (-want +got):\n%s", d)
+	}
+	unnumbered := Decide(Input{Self: "node-a", Nodes: nodes, Peers: []Peer{{Name: "a", Spec: withInterface(bgpPeerSpec("", ""), "eth1")}}})
+	want = bgpplan.Peer{Name: "a", MyASN: 64512, PeerASN: 64513, Interface: "eth1",
+		Port: 179, HoldTime: 90 * time.Second, ConnectTime: 5 * time.Second}
+	if d := cmp.Diff([]bgpplan.Peer{want}, unnumbered.BGPPeers, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("interface peer (-want +got):\n%s", d)
 	}
 }
 
