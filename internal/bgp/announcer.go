@@ -37,6 +37,9 @@ type SessionState struct {
 	State      string    // GoBGP FSM state name: IDLE, CONNECT, ACTIVE, OPENSENT, OPENCONFIRM, ESTABLISHED
 	Since      time.Time // last Up/down transition (or when the peer was added)
 	Advertised int       // prefixes advertised to the peer (0 while down)
+	// Reason says why the peer has no GoBGP neighbour yet: an interface
+	// peer whose router is not found on its interface. "" otherwise.
+	Reason string
 }
 
 // Config configures an Announcer.
@@ -53,6 +56,9 @@ type Config struct {
 	// paths are not announced (logged once): GoBGP would give them the
 	// session's IPv6 address as next hop.
 	NoIPv4 bool
+	// InterfaceRetry is how often the routers of interface peers not
+	// found yet are looked for, and those found checked; zero = 5s.
+	InterfaceRetry time.Duration
 	// Log receives herald's and GoBGP's messages; nil discards them.
 	Log *slog.Logger
 	// Registry receives the herald_bgp_* metrics; nil = no metrics.
@@ -76,16 +82,23 @@ type Announcer struct {
 
 	// mu serialises SetPeers, SetPaths and shutdown; it guards the fields
 	// below it.
-	mu       sync.Mutex
-	running  bool
-	started  bool // StartBgp done
-	stopped  bool // Run returned
-	peers    map[string]Peer
-	desired  map[netip.Prefix]*bgpplan.Route
-	table    *bgpplan.State               // what GoBGP's table and deny sets hold
-	encoded  map[netip.Prefix]encodedPath // GoBGP's form of the routes in its table
-	v6Warned bool
-	v4Warned bool
+	mu      sync.Mutex
+	running bool
+	started bool // StartBgp done
+	stopped bool // Run returned
+	// want is what SetPeers was given (validated); peers what GoBGP has,
+	// interface peers with their router's zoned link-local address.
+	want  map[string]Peer
+	peers map[string]Peer
+	// pending are the interface peers without a GoBGP neighbour, with why.
+	pending map[string]string
+	// neighbors lists an interface's link-local neighbours (tests fake it).
+	neighbors func(iface string) ([]netip.Addr, error)
+	desired   map[netip.Prefix]*bgpplan.Route
+	table     *bgpplan.State               // what GoBGP's table and deny sets hold
+	encoded   map[netip.Prefix]encodedPath // GoBGP's form of the routes in its table
+	v6Warned  bool
+	v4Warned  bool
 	// routerIDInUse is the identifier BGP started with.
 	routerIDInUse netip.Addr
 
@@ -118,7 +131,10 @@ func New(cfg Config) (*Announcer, error) {
 	a := &Announcer{
 		cfg:        cfg,
 		log:        log,
+		want:       map[string]Peer{},
 		peers:      map[string]Peer{},
+		pending:    map[string]string{},
+		neighbors:  linkLocalNeighbors,
 		desired:    map[netip.Prefix]*bgpplan.Route{},
 		table:      bgpplan.NewState(),
 		encoded:    map[netip.Prefix]encodedPath{},
@@ -167,7 +183,20 @@ func (a *Announcer) Run(ctx context.Context) error {
 	bfdDone := make(chan error, 1)
 	go func() { bfdDone <- a.bfd.Run(bfdCtx) }()
 
-	<-ctx.Done()
+	every := a.cfg.InterfaceRetry
+	if every <= 0 {
+		every = defaultInterfaceRetry
+	}
+	tick := time.NewTicker(every)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+			a.retryInterfaces(ctx)
+		}
+	}
+	tick.Stop()
 
 	// BFD goes AdminDown first: a router must not read the speaker's
 	// orderly stop as a path failure (RFC 5882 §3.2); the BGP sessions'
@@ -244,7 +273,9 @@ func (a *Announcer) onEvent(ev *api.WatchEventResponse) {
 	up := state == api.PeerState_ESTABLISHED
 
 	a.stateMu.Lock()
-	name, ok := a.byAddr[addr.Unmap()]
+	// Events carry an interface peer's address without its zone, as
+	// byAddr keeps it.
+	name, ok := a.byAddr[addr.Unmap().WithZone("")]
 	s := a.sessions[name]
 	if !ok || s == nil {
 		a.stateMu.Unlock()
@@ -315,22 +346,46 @@ func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []P
 		errs = append(errs, fmt.Errorf("router ID %s takes effect when the speaker restarts: the running BGP server keeps %s", rid, a.routerIDInUse))
 	}
 
+	a.want = want
+	errs = append(errs, a.syncPeers(ctx)...)
+	if err := a.apply(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.syncBFD(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// syncPeers makes GoBGP's neighbours those of a.want, the routers of
+// interface peers looked up now. An interface peer whose router is not
+// found (or whose neighbour GoBGP refuses, such as for an interface without
+// a link-local address of its own) is pending, not an error: it is logged
+// when its reason changes and retried by Run. a.mu is held.
+func (a *Announcer) syncPeers(ctx context.Context) []error {
+	var errs []error
+	sess, pending := a.sessionPeers()
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
 		old := a.peers[name]
 		// The VRF decides the policy's next-hop statement, made with the
-		// neighbour: a change is a new neighbour too.
-		if p, ok := want[name]; !ok || p.Address != old.Address || p.VRF != old.VRF {
+		// neighbour: a change is a new neighbour too. So is an interface
+		// peer's router with a new address.
+		if p, ok := sess[name]; !ok || p.Address != old.Address || p.VRF != old.VRF {
 			if err := a.removePeer(ctx, old); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		p := want[name]
+	for _, name := range slices.Sorted(maps.Keys(sess)) {
+		p := sess[name]
 		old, ok := a.peers[name]
 		switch {
 		case !ok:
 			if err := a.addPeer(ctx, p); err != nil {
+				if p.Interface != "" {
+					pending[name] = err.Error()
+					continue
+				}
 				errs = append(errs, err)
 			}
 		case old != p:
@@ -342,13 +397,92 @@ func (a *Announcer) SetPeers(ctx context.Context, routerID netip.Addr, peers []P
 			a.log.Info("BGP peer updated", "peer", name)
 		}
 	}
+
+	for _, name := range slices.Sorted(maps.Keys(pending)) {
+		if reason := pending[name]; a.pending[name] != reason {
+			a.log.Warn("BGP peer waits for its router", "peer", name, "interface", a.want[name].Interface, "reason", reason)
+		}
+	}
+	for name := range a.pending {
+		if p, ok := a.peers[name]; ok {
+			a.log.Info("BGP peer's router found", "peer", name, "interface", p.Interface, "address", p.Address)
+		}
+	}
+	a.pending = pending
+	a.stateMu.Lock()
+	for name := range a.sessions {
+		if _, ok := a.want[name]; !ok {
+			delete(a.sessions, name)
+		}
+	}
+	for name, reason := range pending {
+		s := a.sessions[name]
+		if s == nil {
+			s = &SessionState{State: api.PeerState_IDLE.String(), Since: time.Now()}
+			a.sessions[name] = s
+		}
+		s.Reason = reason
+	}
+	a.stateMu.Unlock()
+	return errs
+}
+
+// sessionPeers are the peers of a.want that GoBGP can have now, interface
+// peers with their router's address, and the interface peers it cannot
+// have with why. a.mu is held.
+func (a *Announcer) sessionPeers() (map[string]Peer, map[string]string) {
+	sess := make(map[string]Peer, len(a.want))
+	pending := map[string]string{}
+	taken := map[netip.Addr]string{}
+	for name, p := range a.want {
+		if p.Interface == "" {
+			sess[name] = p
+			taken[p.Address] = name
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.want)) {
+		p := a.want[name]
+		if p.Interface == "" {
+			continue
+		}
+		found, err := a.neighbors(p.Interface)
+		if err == nil {
+			p.Address, err = pickRouter(p.Interface, found, a.peers[name].Address)
+		}
+		if err == nil {
+			if other := taken[p.Address.WithZone("")]; other != "" {
+				err = fmt.Errorf("the router on %s has address %s, as peer %s does: GoBGP's per-peer policy tells neighbours apart by address alone, without the interface", p.Interface, p.Address.WithZone(""), other)
+			}
+		}
+		if err != nil {
+			pending[name] = err.Error()
+			continue
+		}
+		taken[p.Address.WithZone("")] = name
+		sess[name] = p
+	}
+	return sess, pending
+}
+
+// retryInterfaces looks for the routers of interface peers again: a router
+// that boots after the speaker, or is replaced, is peered within
+// Config.InterfaceRetry.
+func (a *Announcer) retryInterfaces(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped || !a.started || !slices.ContainsFunc(slices.Collect(maps.Values(a.want)), func(p Peer) bool { return p.Interface != "" }) {
+		return
+	}
+	errs := a.syncPeers(ctx)
 	if err := a.apply(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.syncBFD(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		a.log.Warn("updating BGP peers for their interfaces' routers", "err", err)
+	}
 }
 
 // SetPaths makes the announced paths exactly paths: new and changed ones are
@@ -404,8 +538,11 @@ func (a *Announcer) SetPaths(ctx context.Context, paths []Path) error {
 func (a *Announcer) apply(ctx context.Context) error {
 	err := a.table.Apply(a.desired, gobgpTable{a: a, ctx: ctx})
 	counts := make(map[string]int, len(a.peers))
-	for name := range a.peers {
+	for name, p := range a.peers {
 		counts[name] = a.table.Advertised(name)
+		if p.Interface != "" {
+			counts[name] = advertisedV6(a.table, name)
+		}
 	}
 	a.stateMu.Lock()
 	a.advertised = counts

@@ -10,6 +10,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 
 	"github.com/heraldlb/herald/internal/bfd"
+	"github.com/heraldlb/herald/internal/bgpplan"
 )
 
 // bfdAdminDownGrace is how long Run waits after taking the BFD sessions
@@ -22,6 +23,11 @@ const bfdAdminDownGrace = 50 * time.Millisecond
 // its BGP session comes from there), in the peer's VRF.
 func (a *Announcer) bfdSession(p Peer) bfd.Session {
 	local := p.SourceAddress
+	if p.Interface != "" {
+		// An unnumbered session runs between link-local addresses: the
+		// kernel picks ours on the interface the socket is bound to.
+		return bfd.Session{Peer: p.Address, Interface: p.Interface, Profile: bfdProfile(p.BFD)}
+	}
 	if !local.IsValid() {
 		if p.Address.Is4() {
 			local = a.cfg.NextHopV4
@@ -30,11 +36,14 @@ func (a *Announcer) bfdSession(p Peer) bfd.Session {
 		}
 	}
 	return bfd.Session{
-		Peer: p.Address, Local: local, Multihop: p.EBGPMultiHop, Interface: p.VRF,
-		Profile: bfd.Profile{
-			ReceiveInterval: p.BFD.ReceiveInterval, TransmitInterval: p.BFD.TransmitInterval,
-			DetectMultiplier: p.BFD.DetectMultiplier, Passive: p.BFD.Passive, MinimumTTL: p.BFD.MinimumTTL,
-		},
+		Peer: p.Address, Local: local, Multihop: p.EBGPMultiHop, Interface: p.VRF, Profile: bfdProfile(p.BFD),
+	}
+}
+
+func bfdProfile(b bgpplan.BFD) bfd.Profile {
+	return bfd.Profile{
+		ReceiveInterval: b.ReceiveInterval, TransmitInterval: b.TransmitInterval,
+		DetectMultiplier: b.DetectMultiplier, Passive: b.Passive, MinimumTTL: b.MinimumTTL,
 	}
 }
 

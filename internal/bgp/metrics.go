@@ -64,7 +64,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			return
 		}
-		name, ok := names[addr.Unmap()]
+		// GoBGP lists an interface peer's address with its zone.
+		name, ok := names[addr.Unmap().WithZone("")]
 		if !ok {
 			return
 		}

@@ -48,7 +48,10 @@ func seconds(d time.Duration) uint64 {
 
 // apiPeer is the GoBGP neighbour configuration of p: ipv4-unicast and
 // ipv6-unicast on every session (IPv6 over MP-BGP on IPv4 sessions and the
-// other way round).
+// other way round), except an interface peer's: ipv6-unicast only. Over a
+// link-local session an IPv4 route would need an IPv6 next hop (RFC 5549
+// extended next hop, which GoBGP does not send), and the node's IPv4
+// address is not on an unnumbered link for the router to reach.
 func apiPeer(p Peer) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
@@ -83,7 +86,11 @@ func apiPeer(p Peer) *api.Peer {
 		// Restart time defaults to the hold time in GoBGP.
 		ap.GracefulRestart = &api.GracefulRestart{Enabled: true}
 	}
-	for _, f := range []*api.Family{familyV4, familyV6} {
+	families := []*api.Family{familyV4, familyV6}
+	if p.Interface != "" {
+		families = []*api.Family{familyV6}
+	}
+	for _, f := range families {
 		as := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}}
 		if p.GracefulRestart {
 			as.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
@@ -118,7 +125,9 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	}
 	if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{Replace: true, DefinedSet: &api.DefinedSet{
 		DefinedType: api.DefinedType_NEIGHBOR, Name: neighborSetName(p.Name),
-		List: []string{netip.PrefixFrom(p.Address, bits).String()},
+		// GoBGP's NeighborCondition compares the session's address
+		// without its zone (table.PeerInfo.Address): so is the set's.
+		List: []string{netip.PrefixFrom(p.Address.WithZone(""), bits).String()},
 	}}); err != nil {
 		return fmt.Errorf("adding BGP peer %s: neighbor set: %w", p.Name, err)
 	}
@@ -213,12 +222,12 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	// Register the session before the neighbour exists so that its first
 	// state change is not dropped.
 	a.stateMu.Lock()
-	a.byAddr[p.Address] = p.Name
+	a.byAddr[p.Address.WithZone("")] = p.Name
 	a.sessions[p.Name] = &SessionState{State: api.PeerState_IDLE.String(), Since: time.Now()}
 	a.stateMu.Unlock()
 	undo = append(undo, func() error {
 		a.stateMu.Lock()
-		delete(a.byAddr, p.Address)
+		delete(a.byAddr, p.Address.WithZone(""))
 		delete(a.sessions, p.Name)
 		a.stateMu.Unlock()
 		return nil
@@ -232,6 +241,9 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 		a.table.Classes[p.Name] = classes
 	}
 	a.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "asn", p.PeerASN)
+	if p.Interface != "" && !a.cfg.NoIPv4 {
+		a.log.Info("IPv4 routes are not announced to this peer: its session runs over an IPv6 link-local address, and herald does not send RFC 5549 next hops", "peer", p.Name, "interface", p.Interface)
+	}
 	return nil
 }
 
@@ -280,8 +292,8 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		wasUp = s.Up
 	}
 	delete(a.sessions, p.Name)
-	if a.byAddr[p.Address] == p.Name {
-		delete(a.byAddr, p.Address)
+	if key := p.Address.WithZone(""); a.byAddr[key] == p.Name {
+		delete(a.byAddr, key)
 	}
 	a.stateMu.Unlock()
 	a.log.Info("BGP peer removed", "peer", p.Name)
@@ -289,4 +301,16 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		a.notify(p.Name, false)
 	}
 	return err
+}
+
+// advertisedV6 counts the IPv6 routes in the table that peer may receive:
+// an interface peer's session carries no others.
+func advertisedV6(t *bgpplan.State, peer string) int {
+	n := 0
+	for pfx, r := range t.Applied {
+		if pfx.Addr().Is6() && r.Allows(peer) {
+			n++
+		}
+	}
+	return n
 }
