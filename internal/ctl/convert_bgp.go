@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	heraldv1 "github.com/heraldlb/herald/internal/apis/herald/v1alpha1"
+	"github.com/heraldlb/herald/internal/bgpplan"
 )
 
 // The BGP half of import-metallb: communities, BGPAdvertisements and
@@ -599,7 +600,17 @@ func (c *converter) peer(p *mlbPeer) (heraldv1.BGPPeer, bool) {
 	case s.Interface != "" && s.PeerAddress != "":
 		fail("spec.interface", "set together with peerAddress (MetalLB refuses it too)")
 	case s.Interface != "":
-		fail("spec.interface", "%q: herald has no unnumbered BGP (sessions over an interface's link-local address)", s.Interface)
+		switch {
+		case !bgpplan.ValidInterfaceName(s.Interface):
+			fail("spec.interface", "%q is not a Linux interface name (herald's API refuses it)", s.Interface)
+		case s.SourceAddress != "":
+			fail("spec.sourceAddress", "set together with interface: an unnumbered session runs from the interface's link-local address (herald's API refuses it)")
+		case c.r.narrow(ref, "spec.interface", "herald sends only IPv6 routes over an unnumbered session, where MetalLB's FRR sends IPv4 ones too with RFC 5549 next hops",
+			"the same session over "+s.Interface+", IPv6 routes only"):
+			out.Spec.Interface = s.Interface
+		default:
+			ok = false
+		}
 	case s.PeerAddress == "":
 		fail("spec.peerAddress", "missing (MetalLB refuses it too)")
 	}
