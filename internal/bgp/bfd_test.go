@@ -38,7 +38,12 @@ func TestBFDDownDropsSession(t *testing.T) {
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan error, 1)
 	go func() { rdone <- rb.Run(rctx) }()
-	t.Cleanup(func() { rcancel(); <-rdone })
+	t.Cleanup(func() {
+		rcancel()
+		if err := <-rdone; err != nil {
+			t.Errorf("router BFD: %v", err)
+		}
+	})
 
 	waitFor(t, "BGP and BFD up", func() bool { return r.established() && a.BFDUp("r1") })
 	flops := r.neighbor().GetState().GetFlops()
