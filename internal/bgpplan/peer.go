@@ -23,10 +23,29 @@ const (
 	DefaultConnectTime = 5 * time.Second
 )
 
+// DynamicASN is the kind of router a Peer without PeerASN accepts.
+type DynamicASN string
+
+const (
+	// DynamicInternal accepts a router whose AS is MyASN (iBGP).
+	DynamicInternal DynamicASN = "internal"
+	// DynamicExternal accepts a router in any other AS (eBGP).
+	DynamicExternal DynamicASN = "external"
+)
+
+// Accepts reports whether a router in AS peerASN is of kind d for a
+// speaker in myASN.
+func (d DynamicASN) Accepts(myASN, peerASN uint32) bool {
+	return (d == DynamicInternal) == (peerASN == myASN)
+}
+
 // Peer is one BGP neighbour (a BGPPeer object as it applies to this node).
 type Peer struct {
 	Name           string // BGPPeer object name (unique key)
-	MyASN, PeerASN uint32
+	MyASN, PeerASN uint32 // PeerASN 0 with DynamicASN set
+	// DynamicASN, when set instead of PeerASN, takes the router's AS from
+	// its OPEN message and accepts only a router of this kind.
+	DynamicASN DynamicASN
 	// Address is the router's address; for a peer with an Interface it
 	// is zero in the configuration and, inside the announcer, the
 	// link-local address found on the interface (zoned).
@@ -94,8 +113,12 @@ func ValidatePeers(peers []Peer) (map[string]Peer, []error) {
 			err = fmt.Errorf("BGP peer %s: interface %s already used by peer %s", p.Name, p.Interface, byIface[p.Interface])
 		case p.Interface == "" && (!p.Address.IsValid() || p.Address.Zone() != ""):
 			err = fmt.Errorf("BGP peer %s: invalid address %v", p.Name, p.Address)
-		case p.MyASN == 0 || p.PeerASN == 0:
+		case p.MyASN == 0 || p.PeerASN == 0 && p.DynamicASN == "":
 			err = fmt.Errorf("BGP peer %s: ASNs must not be 0", p.Name)
+		case p.PeerASN != 0 && p.DynamicASN != "":
+			err = fmt.Errorf("BGP peer %s: both a peer ASN and dynamic ASN %q", p.Name, p.DynamicASN)
+		case p.DynamicASN != "" && p.DynamicASN != DynamicInternal && p.DynamicASN != DynamicExternal:
+			err = fmt.Errorf("BGP peer %s: dynamic ASN %q is neither %q nor %q", p.Name, p.DynamicASN, DynamicInternal, DynamicExternal)
 		case p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4():
 			err = fmt.Errorf("BGP peer %s: source address %v and peer address %v are of different families", p.Name, p.SourceAddress, p.Address)
 		case p.Interface == "" && byAddr[p.Address] != "":

@@ -16,12 +16,16 @@ func TestValidatePeers(t *testing.T) {
 		{Name: "", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("198.51.100.4")},
 		{Name: "d", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("198.51.100.5"), SourceAddress: netip.MustParseAddr("2001:db8::1")},
 		{Name: "e", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("198.51.100.6"), Port: 1179},
+		{Name: "f", MyASN: 1, DynamicASN: DynamicExternal, Address: netip.MustParseAddr("198.51.100.7")},
+		{Name: "g", MyASN: 1, PeerASN: 2, DynamicASN: DynamicInternal, Address: netip.MustParseAddr("198.51.100.8")},
+		{Name: "h", MyASN: 1, DynamicASN: "ibgp", Address: netip.MustParseAddr("198.51.100.9")},
 	}
 	got, errs := ValidatePeers(peers)
-	if len(got) != 2 || got["a"].Address != a || got["a"].Port != DefaultPort || got["e"].Port != 1179 {
-		t.Errorf("valid peers = %v, want a (unmapped, port %d) and e", got, DefaultPort)
+	if len(got) != 3 || got["a"].Address != a || got["a"].Port != DefaultPort || got["e"].Port != 1179 || got["f"].DynamicASN != DynamicExternal {
+		t.Errorf("valid peers = %v, want a (unmapped, port %d), e and f", got, DefaultPort)
 	}
-	want := []string{"address 198.51.100.1 already used by peer a", "without a name", "peer c: ASNs", "different families"}
+	want := []string{"address 198.51.100.1 already used by peer a", "without a name", "peer c: ASNs", "different families",
+		"peer g: both a peer ASN and dynamic ASN", `peer h: dynamic ASN "ibgp" is neither`}
 	joined := ""
 	for _, e := range errs {
 		joined += e.Error() + "\n"
@@ -106,5 +110,22 @@ func TestRouterID(t *testing.T) {
 				t.Errorf("error = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestDynamicASNAccepts(t *testing.T) {
+	for _, tc := range []struct {
+		d       DynamicASN
+		my, per uint32
+		want    bool
+	}{
+		{DynamicInternal, 64500, 64500, true},
+		{DynamicInternal, 64500, 64501, false},
+		{DynamicExternal, 64500, 64501, true},
+		{DynamicExternal, 64500, 64500, false},
+	} {
+		if got := tc.d.Accepts(tc.my, tc.per); got != tc.want {
+			t.Errorf("%s.Accepts(%d, %d) = %v, want %v", tc.d, tc.my, tc.per, got, tc.want)
+		}
 	}
 }

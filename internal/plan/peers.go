@@ -88,7 +88,8 @@ func bgpPeer(p Peer) (bgpplan.Peer, netip.Addr, error) {
 		}
 	}
 	out := bgpplan.Peer{
-		Name: p.Name, MyASN: s.MyASN, PeerASN: s.PeerASN, Address: addr, Interface: s.Interface, Port: bgpplan.DefaultPort,
+		Name: p.Name, MyASN: s.MyASN, PeerASN: s.PeerASN, DynamicASN: bgpplan.DynamicASN(s.DynamicASN),
+		Address: addr, Interface: s.Interface, Port: bgpplan.DefaultPort,
 		HoldTime: duration(s.HoldTime, bgpplan.DefaultHoldTime), KeepaliveTime: duration(s.KeepaliveTime, 0),
 		ConnectTime: duration(s.ConnectTime, bgpplan.DefaultConnectTime), EBGPMultiHop: s.EBGPMultiHop,
 		Password: p.Password, GracefulRestart: s.GracefulRestart, VRF: s.VRF,

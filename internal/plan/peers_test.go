@@ -134,6 +134,12 @@ func TestPeerDefaults(t *testing.T) {
 	if d := cmp.Diff([]bgpplan.Peer{want}, unnumbered.BGPPeers, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("interface peer (-want +got):\n%s", d)
 	}
+	dyn := bgpPeerSpec("198.51.100.1", "")
+	dyn.PeerASN, dyn.DynamicASN = 0, heraldv1.DynamicASNInternal
+	got := Decide(Input{Self: "node-a", Nodes: nodes, Peers: []Peer{{Name: "a", Spec: dyn}}})
+	if len(got.BGPPeers) != 1 || got.BGPPeers[0].PeerASN != 0 || got.BGPPeers[0].DynamicASN != bgpplan.DynamicInternal {
+		t.Errorf("dynamicASN internal: peers %+v, want one with no PeerASN and DynamicASN internal", got.BGPPeers)
+	}
 }
 
 func TestPaths(t *testing.T) {

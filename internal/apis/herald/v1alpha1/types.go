@@ -405,7 +405,9 @@ type BGPPeer struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.sourceAddress)",message="sourceAddress cannot be used with interface: the session runs from the interface's link-local address",fieldPath=".sourceAddress"
 // +kubebuilder:validation:XValidation:rule="!has(self.interface) || !has(self.vrf)",message="vrf cannot be used with interface",fieldPath=".vrf"
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !has(self.peerAddress) || !isIP(self.sourceAddress) || !isIP(self.peerAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress and peerAddress must be of the same family",fieldPath=".sourceAddress"
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || !self.keepaliveTime.matches('^([0-9]{1,6}[hms]){1,3}$') || !self.holdTime.matches('^([0-9]{1,6}[hms]){1,3}$') || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be shorter than holdTime (leave it unset when holdTime is 0s)",fieldPath=".keepaliveTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || !self.keepaliveTime.matches('^([0-9]{1,6}[hms]){1,3}$') || !self.holdTime.matches('^([0-9]{1,6}[hms]){1,3}$') || duration(self.keepaliveTime) < duration(self.holdTime) || duration(self.keepaliveTime) == duration('0s') && duration(self.holdTime) == duration('0s')",message="keepaliveTime must be shorter than holdTime (0s or unset when holdTime is 0s)",fieldPath=".keepaliveTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !self.keepaliveTime.matches('^([0-9]{1,6}[hms]){1,3}$') || duration(self.keepaliveTime) != duration('0s') || has(self.holdTime) && self.holdTime.matches('^([0-9]{1,6}[hms]){1,3}$') && duration(self.holdTime) == duration('0s')",message="keepaliveTime 0s (no keepalives) needs holdTime 0s: RFC 4271 sends keepalives whenever the hold time is not 0",fieldPath=".keepaliveTime"
+// +kubebuilder:validation:XValidation:rule="has(self.peerASN) != has(self.dynamicASN)",message="exactly one of peerASN and dynamicASN must be set"
 type BGPPeerSpec struct {
 	// myASN is the AS number the speakers use on this session. Equal to
 	// peerASN makes it an iBGP session.
@@ -415,12 +417,23 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:Maximum=4294967295
 	MyASN uint32 `json:"myASN"`
 
-	// peerASN is the router's AS number.
-	// +required
+	// peerASN is the router's AS number. Exactly one of peerASN and
+	// dynamicASN is set.
+	// +optional
 	// +kubebuilder:validation:Format=int64
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4294967295
-	PeerASN uint32 `json:"peerASN"`
+	PeerASN uint32 `json:"peerASN,omitempty"`
+
+	// dynamicASN accepts the router's AS number from its OPEN message
+	// instead of naming it in peerASN: internal (the router's AS must be
+	// myASN, an iBGP session) or external (it must differ, eBGP). A router
+	// of the other kind gets no route: the speaker closes the session,
+	// reports a PeerConfigProblem Event and does not dial again until the
+	// BGPPeer changes.
+	// +optional
+	// +kubebuilder:validation:Enum=internal;external
+	DynamicASN DynamicASN `json:"dynamicASN,omitempty"`
 
 	// peerAddress is the router's IPv4 or IPv6 address. The speakers dial
 	// it; they never listen for incoming sessions. Exactly one of
@@ -470,12 +483,15 @@ type BGPPeerSpec struct {
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
 
 	// keepaliveTime is the interval between keepalive messages. It must be
-	// shorter than holdTime. Unset: a third of the negotiated hold time.
+	// shorter than holdTime; 0s only with holdTime 0s. The speaker sends
+	// keepalives at most a third of the negotiated hold time apart (the
+	// smaller of holdTime and the router's), and none when that is 0.
+	// Unset: a third of the negotiated hold time.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,6}[hms]){1,3}$')",message="keepaliveTime must be a whole number of seconds written like 30s or 1m"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}[hms]){1,3}$') || (duration(self) >= duration('1s') && duration(self) <= duration('21845s'))",message="keepaliveTime must be between 1s and 21845s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]{1,6}[hms]){1,3}$') || duration(self) == duration('0s') || (duration(self) >= duration('1s') && duration(self) <= duration('21845s'))",message="keepaliveTime must be 0s or between 1s and 21845s"
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 
 	// connectTime is how long the speaker waits between attempts to open
@@ -587,6 +603,16 @@ type BFDProfile struct {
 	// +kubebuilder:validation:Maximum=255
 	MinimumTTL *int32 `json:"minimumTTL,omitempty"`
 }
+
+// DynamicASN is the kind of session a BGPPeer without peerASN accepts.
+type DynamicASN string
+
+const (
+	// DynamicASNInternal accepts a router in myASN (iBGP).
+	DynamicASNInternal DynamicASN = "internal"
+	// DynamicASNExternal accepts a router in any other AS (eBGP).
+	DynamicASNExternal DynamicASN = "external"
+)
 
 // SecretKeyRef names one key of a Secret in herald's own namespace.
 type SecretKeyRef struct {
