@@ -96,7 +96,7 @@ func assemble(a assembly) (*components, error) {
 		var err error
 		c.bgp, err = bgp.New(bgp.Config{
 			RouterID: rid, NextHopV4: a.v4, NextHopV6: a.v6, NoIPv4: !a.v4.IsValid(), Log: a.log.With("source", "bgp"), Registry: a.registry,
-			OnSessionChange: reporter.SessionChanged,
+			OnSessionChange: reporter.SessionChanged, OnPeerRefused: reporter.PeerRefused,
 		})
 		if err != nil {
 			return nil, err

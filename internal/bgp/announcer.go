@@ -40,6 +40,9 @@ type SessionState struct {
 	// Reason says why the peer has no GoBGP neighbour yet: an interface
 	// peer whose router is not found on its interface. "" otherwise.
 	Reason string
+	// Refused says why a dynamicASN peer's router was refused (its AS is
+	// of the wrong kind); the session stays shut until the peer changes.
+	Refused string
 }
 
 // Config configures an Announcer.
@@ -68,6 +71,10 @@ type Config struct {
 	// and when Run ends). It must not block for long and must not call back
 	// into the Announcer's Set methods synchronously.
 	OnSessionChange func(peer string, up bool)
+	// OnPeerRefused is called when a dynamicASN peer's router turns out
+	// to be of the wrong kind (internal vs external): the session is shut
+	// and no route was sent. Same rules as OnSessionChange.
+	OnPeerRefused func(peer, reason string)
 }
 
 // Announcer announces paths to BGP peers through one embedded GoBGP server.
@@ -101,12 +108,17 @@ type Announcer struct {
 	v4Warned  bool
 	// routerIDInUse is the identifier BGP started with.
 	routerIDInUse netip.Addr
+	// gateOpen holds the dynamicASN peers whose gate is open (their
+	// router's AS checked); refused those shut for the wrong kind of AS.
+	gateOpen map[string]bool
+	refused  map[string]string
 
 	// stateMu guards the session view shared with the watch goroutine.
 	stateMu    sync.Mutex
 	byAddr     map[netip.Addr]string
 	sessions   map[string]*SessionState
 	advertised map[string]int
+	dynamic    map[string]bool // dynamicASN peers, whose events onGateEvent handles
 }
 
 // New creates the GoBGP server and starts its event loop. BGP itself starts
@@ -141,6 +153,9 @@ func New(cfg Config) (*Announcer, error) {
 		byAddr:     map[netip.Addr]string{},
 		sessions:   map[string]*SessionState{},
 		advertised: map[string]int{},
+		dynamic:    map[string]bool{},
+		gateOpen:   map[string]bool{},
+		refused:    map[string]string{},
 	}
 	a.srv = server.NewBgpServer(server.LoggerOption(newSlogAdapter(log.With("lib", "gobgp"))))
 	go a.srv.Serve()
@@ -269,6 +284,7 @@ func (a *Announcer) onEvent(ev *api.WatchEventResponse) {
 	if err != nil {
 		return
 	}
+	addr = addr.Unmap()
 	state := st.GetSessionState()
 	up := state == api.PeerState_ESTABLISHED
 
@@ -279,6 +295,11 @@ func (a *Announcer) onEvent(ev *api.WatchEventResponse) {
 	s := a.sessions[name]
 	if !ok || s == nil {
 		a.stateMu.Unlock()
+		return
+	}
+	if a.dynamic[name] {
+		a.stateMu.Unlock()
+		a.onGateEvent(name, addr, state)
 		return
 	}
 	s.State = state.String()
@@ -292,6 +313,122 @@ func (a *Announcer) onEvent(ev *api.WatchEventResponse) {
 		a.log.Info("BGP session changed", "peer", name, "up", up, "state", state.String())
 		a.notify(name, up)
 	}
+}
+
+// setSession records a session's state; it reports whether Up changed.
+func (a *Announcer) setSession(name string, state api.PeerState_SessionState, up bool) bool {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	s := a.sessions[name]
+	if s == nil {
+		return false
+	}
+	s.State = state.String()
+	if s.Up == up {
+		return false
+	}
+	s.Up, s.Since = up, time.Now()
+	return true
+}
+
+// onGateEvent handles the state changes of a dynamicASN peer: GoBGP
+// accepts any AS from such a router and sends it the table as soon as
+// the session is Established, so the peer's gate (see addPeer) rejects
+// every route until the router's AS is checked here. A session that
+// leaves Established closes the gate again before the next one can come
+// up (GoBGP waits at least its 5 s idle hold time before redialling).
+//
+// It runs on GoBGP's watch goroutine, which GoBGP's own loop never waits
+// for (events reach it through an unbounded queue), so calling GoBGP
+// from here cannot deadlock; a.mu orders the gate work with SetPeers and
+// SetPaths, which may be holding it while they call GoBGP.
+func (a *Announcer) onGateEvent(name string, addr netip.Addr, state api.PeerState_SessionState) {
+	var refused string
+	up := false
+	defer func() {
+		// Called back without the lock, as for static peers.
+		if up || state != api.PeerState_ESTABLISHED {
+			if a.setSession(name, state, up) {
+				a.log.Info("BGP session changed", "peer", name, "up", up, "state", state.String())
+				a.notify(name, up)
+			}
+		}
+		if refused != "" && a.cfg.OnPeerRefused != nil {
+			a.cfg.OnPeerRefused(name, refused)
+		}
+	}()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.peers[name]
+	if !ok || p.Address != addr || a.stopped {
+		return
+	}
+	ctx := context.Background()
+	if state != api.PeerState_ESTABLISHED {
+		if a.gateOpen[name] {
+			if err := a.setGate(ctx, name, false); err != nil {
+				// The session is down; the next Established finds the
+				// gate still marked open and closes it before checking.
+				a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
+				return
+			}
+			a.gateOpen[name] = false
+		}
+		return
+	}
+	if a.refused[name] != "" {
+		return
+	}
+	var asn uint32
+	established := false
+	if err := a.srv.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(ap *api.Peer) {
+		asn = ap.GetState().GetPeerAsn()
+		established = ap.GetState().GetSessionState() == api.PeerState_ESTABLISHED
+	}); err != nil {
+		a.log.Error("reading the AS of a dynamicASN peer", "peer", name, "err", err)
+		return
+	}
+	if !established {
+		return // it went down again: that event follows
+	}
+	if !p.DynamicASN.Accepts(p.MyASN, asn) {
+		kind := "external"
+		if asn == p.MyASN {
+			kind = "internal"
+		}
+		refused = fmt.Sprintf("router %s is in AS %d, an %s peer of AS %d, but dynamicASN is %s: session closed, no route sent; it is retried when the BGPPeer changes",
+			addr, asn, kind, p.MyASN, p.DynamicASN)
+		a.refused[name] = refused
+		a.stateMu.Lock()
+		if s := a.sessions[name]; s != nil {
+			s.Refused = refused
+		}
+		a.stateMu.Unlock()
+		a.log.Error("BGP router refused", "peer", name, "reason", refused)
+		if err := a.srv.DisablePeer(ctx, &api.DisablePeerRequest{
+			Address: addr.String(), Communication: fmt.Sprintf("AS %d is not %s to AS %d", asn, p.DynamicASN, p.MyASN),
+		}); err != nil {
+			a.log.Error("shutting the session of a refused BGP router", "peer", name, "err", err)
+		}
+		return
+	}
+	if a.gateOpen[name] {
+		// A close that failed on the way down: close, then open, so that
+		// the reset below re-sends everything.
+		a.gateOpen[name] = false
+	}
+	if err := a.setGate(ctx, name, true); err != nil {
+		a.log.Error("opening the BGP gate of a dynamicASN peer", "peer", name, "err", err)
+		return
+	}
+	a.gateOpen[name] = true
+	// GoBGP sent the table through the closed gate when the session came
+	// up: send it again.
+	if err := (gobgpTable{a: a, ctx: ctx}).SoftResetOut(name); err != nil {
+		a.log.Error("sending routes to a dynamicASN peer", "peer", name, "err", err)
+	}
+	a.log.Info("BGP router accepted", "peer", name, "asn", asn, "dynamicASN", p.DynamicASN)
+	up = true
 }
 
 // SetPeers makes the configured peers exactly peers: new ones are added,
@@ -367,10 +504,10 @@ func (a *Announcer) syncPeers(ctx context.Context) []error {
 	sess, pending := a.sessionPeers()
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
 		old := a.peers[name]
-		// The VRF decides the policy's next-hop statement, made with the
-		// neighbour: a change is a new neighbour too. So is an interface
-		// peer's router with a new address.
-		if p, ok := sess[name]; !ok || p.Address != old.Address || p.VRF != old.VRF {
+		// The VRF decides the policy's next-hop statement and dynamicASN
+		// its gate, made with the neighbour: a change is a new neighbour
+		// too. So is an interface peer's router with a new address.
+		if p, ok := sess[name]; !ok || p.Address != old.Address || p.VRF != old.VRF || p.DynamicASN != old.DynamicASN {
 			if err := a.removePeer(ctx, old); err != nil {
 				errs = append(errs, err)
 			}
@@ -395,6 +532,19 @@ func (a *Announcer) syncPeers(ctx context.Context) []error {
 			}
 			a.peers[name] = p
 			a.log.Info("BGP peer updated", "peer", name)
+			if a.refused[name] != "" {
+				// The BGPPeer changed: give the router another chance.
+				if err := a.srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: p.Address.String()}); err != nil {
+					errs = append(errs, fmt.Errorf("re-enabling BGP peer %s: %w", name, err))
+					continue
+				}
+				delete(a.refused, name)
+				a.stateMu.Lock()
+				if s := a.sessions[name]; s != nil {
+					s.Refused = ""
+				}
+				a.stateMu.Unlock()
+			}
 		}
 	}
 

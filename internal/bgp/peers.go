@@ -27,6 +27,42 @@ const multihopTTL = 255
 func policyName(peer string) string      { return "herald-" + peer }
 func neighborSetName(peer string) string { return "herald-" + peer + "-neighbor" }
 func nextHopSetName(peer string) string  { return "herald-" + peer + "-nexthop-self" }
+func gateSetName(peer string, v6 bool) string {
+	if v6 {
+		return "herald-" + peer + "-gate-v6"
+	}
+	return "herald-" + peer + "-gate-v4"
+}
+
+// allPrefixes matches every prefix of a family.
+func allPrefixes(v6 bool) *api.Prefix {
+	if v6 {
+		return &api.Prefix{IpPrefix: "::/0", MaskLengthMin: 0, MaskLengthMax: 128}
+	}
+	return &api.Prefix{IpPrefix: "0.0.0.0/0", MaskLengthMin: 0, MaskLengthMax: 32}
+}
+
+// setGate opens or closes a dynamicASN peer's gate: its reject statements
+// match every prefix while the sets hold the all-prefixes entry, none
+// while they are empty (an empty prefix set matches nothing in GoBGP).
+// The sets are changed in place: a replaced set would be a new object,
+// one the policy's statements do not see.
+func (a *Announcer) setGate(ctx context.Context, peer string, open bool) error {
+	for _, v6 := range []bool{false, true} {
+		set := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: gateSetName(peer, v6), Prefixes: []*api.Prefix{allPrefixes(v6)}}
+		var err error
+		if open {
+			// Removes every copy: closing twice appended two.
+			err = a.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: set})
+		} else {
+			err = a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // className names both the prefix set and the statement of an attribute
 // class (GoBGP keeps sets and statements apart).
@@ -56,10 +92,11 @@ func apiPeer(p Peer) *api.Peer {
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
-			PeerAsn:         p.PeerASN,
-			LocalAsn:        p.MyASN,
-			AuthPassword:    p.Password,
-			Description:     p.Name,
+			// 0 for dynamicASN: GoBGP takes the router's AS from its OPEN.
+			PeerAsn:      p.PeerASN,
+			LocalAsn:     p.MyASN,
+			AuthPassword: p.Password,
+			Description:  p.Name,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:          seconds(p.HoldTime),
@@ -163,6 +200,26 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	}
 
 	pol := &api.Policy{Name: policyName(p.Name)}
+	if p.DynamicASN != "" {
+		// The gate, closed from before the neighbour exists: nothing
+		// reaches a router whose AS is not checked yet (onGateEvent).
+		for _, v6 := range []bool{false, true} {
+			if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{Replace: true, DefinedSet: &api.DefinedSet{
+				DefinedType: api.DefinedType_PREFIX, Name: gateSetName(p.Name, v6), Prefixes: []*api.Prefix{allPrefixes(v6)},
+			}}); err != nil {
+				return fmt.Errorf("adding BGP peer %s: gate prefix set: %w", p.Name, err)
+			}
+			undo = append(undo, func() error { return a.deleteSet(api.DefinedType_PREFIX, gateSetName(p.Name, v6)) })
+			pol.Statements = append(pol.Statements, &api.Statement{
+				Name: gateSetName(p.Name, v6),
+				Conditions: &api.Conditions{
+					NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: neighborSetName(p.Name)},
+					PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: gateSetName(p.Name, v6)},
+				},
+				Actions: &api.Actions{RouteAction: api.RouteAction_REJECT},
+			})
+		}
+	}
 	if p.VRF != "" {
 		// The node's InternalIP, the usual next hop, lives in the default
 		// VRF; a peer in another VRF reaches the node at the session's
@@ -224,11 +281,13 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	a.stateMu.Lock()
 	a.byAddr[p.Address.WithZone("")] = p.Name
 	a.sessions[p.Name] = &SessionState{State: api.PeerState_IDLE.String(), Since: time.Now()}
+	a.dynamic[p.Name] = p.DynamicASN != ""
 	a.stateMu.Unlock()
 	undo = append(undo, func() error {
 		a.stateMu.Lock()
 		delete(a.byAddr, p.Address.WithZone(""))
 		delete(a.sessions, p.Name)
+		delete(a.dynamic, p.Name)
 		a.stateMu.Unlock()
 		return nil
 	})
@@ -239,6 +298,10 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 	a.table.Denied[p.Name] = deny
 	if len(classes) > 0 {
 		a.table.Classes[p.Name] = classes
+	}
+	if p.DynamicASN != "" {
+		a.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "dynamicASN", p.DynamicASN)
+		return nil
 	}
 	a.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "asn", p.PeerASN)
 	if p.Interface != "" && !a.cfg.NoIPv4 {
@@ -275,6 +338,13 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 	if p.VRF != "" {
 		cleanups = append(cleanups, a.deleteSet(api.DefinedType_PREFIX, nextHopSetName(p.Name)))
 	}
+	if p.DynamicASN != "" {
+		cleanups = append(cleanups,
+			a.deleteSet(api.DefinedType_PREFIX, gateSetName(p.Name, false)),
+			a.deleteSet(api.DefinedType_PREFIX, gateSetName(p.Name, true)))
+	}
+	delete(a.gateOpen, p.Name)
+	delete(a.refused, p.Name)
 	// Deleting the policy deleted the class statements with it.
 	for _, cs := range a.table.Classes[p.Name] {
 		cleanups = append(cleanups, a.deleteSet(api.DefinedType_PREFIX, className(p.Name, &cs.Class)))
@@ -292,6 +362,7 @@ func (a *Announcer) removePeer(ctx context.Context, p Peer) error {
 		wasUp = s.Up
 	}
 	delete(a.sessions, p.Name)
+	delete(a.dynamic, p.Name)
 	if key := p.Address.WithZone(""); a.byAddr[key] == p.Name {
 		delete(a.byAddr, key)
 	}

@@ -60,6 +60,7 @@ type routerNeighbor struct {
 	addr     string // herald's source address
 	asn      uint32 // herald's MyASN
 	password string
+	holdTime uint64 // seconds proposed to herald; 0 = GoBGP's 90
 }
 
 func freePort(t testing.TB, addr string) uint16 {
@@ -79,7 +80,14 @@ func freePort(t testing.TB, addr string) uint16 {
 // passive neighbours.
 func newRouter(t testing.TB, addr string, asn uint32, id string, neighbors ...routerNeighbor) *router {
 	t.Helper()
-	r := &router{t: t, addr: netip.MustParseAddr(addr), port: freePort(t, addr), asn: asn}
+	return newRouterAt(t, addr, freePort(t, addr), asn, id, neighbors...)
+}
+
+// newRouterAt is newRouter on a given port, e.g. to replace a stopped
+// router with another behind the same address and port.
+func newRouterAt(t testing.TB, addr string, port uint16, asn uint32, id string, neighbors ...routerNeighbor) *router {
+	t.Helper()
+	r := &router{t: t, addr: netip.MustParseAddr(addr), port: port, asn: asn}
 	log := testLogger(t)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -97,6 +105,7 @@ func newRouter(t testing.TB, addr string, asn uint32, id string, neighbors ...ro
 		p := &api.Peer{
 			Conf:      &api.PeerConf{NeighborAddress: n.addr, PeerAsn: n.asn, AuthPassword: n.password},
 			Transport: &api.Transport{PassiveMode: true},
+			Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: n.holdTime}},
 		}
 		for _, f := range []*api.Family{familyV4, familyV6} {
 			p.AfiSafis = append(p.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: f, Enabled: true}})

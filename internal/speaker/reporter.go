@@ -37,7 +37,8 @@ const (
 	EventSessionDown = "SessionDown"
 	// EventPeerConfig is a BGPPeer this node cannot use as written: its
 	// password Secret is missing, it disagrees with the node's other peers
-	// on the router ID, or an address in it does not parse.
+	// on the router ID, an address in it does not parse, or its router is
+	// not of the kind its dynamicASN asks for.
 	EventPeerConfig = "PeerConfigProblem"
 )
 
@@ -308,6 +309,15 @@ func (r *Reporter) SessionChanged(peer string, up bool) {
 	} else {
 		r.peerEvent(peer, corev1.EventTypeWarning, EventSessionDown, "BGP session from node %s is down", r.cfg.NodeName)
 	}
+}
+
+// PeerRefused is the BGP announcer's report that it shut the session with
+// peer's router, which is not of the kind the BGPPeer's dynamicASN asks
+// for: a Warning Event, once per refusal (the announcer does not dial the
+// router again until the BGPPeer changes). It does not block.
+func (r *Reporter) PeerRefused(peer, reason string) {
+	r.log.Warn("BGP router refused", "peer", peer, "reason", reason)
+	r.peerEvent(peer, corev1.EventTypeWarning, EventPeerConfig, "node %s: %s", r.cfg.NodeName, reason)
 }
 
 // peerEvent records an Event on BGPPeer name, with its UID when the cache

@@ -241,6 +241,12 @@ func TestPeerProblemsAndSessions(t *testing.T) {
 	if got := r.status().BGPSessions; len(got) != 1 || got[0].Up {
 		t.Errorf("status sessions %+v, want b down", got)
 	}
+	drain()
+
+	r.PeerRefused("b", "router 198.51.100.1 is in AS 64501, an external peer")
+	if got := drain(); len(got) != 1 || !strings.HasPrefix(got[0], "Warning PeerConfigProblem node n1: router 198.51.100.1 is in AS 64501, an external peer on BGPPeer b") {
+		t.Errorf("refused router: events %q", got)
+	}
 }
 
 // TestConflictGoesToTheServicesOfTheAddress: another host answering for an
