@@ -82,6 +82,29 @@ func seconds(d time.Duration) uint64 {
 	return uint64((d + time.Second - 1) / time.Second)
 }
 
+// keepalive is the keepalive interval GoBGP is configured with: RFC 4271
+// sends keepalives at most a third of the hold time apart and at most
+// one a second. GoBGP applies its configured interval as is whenever the
+// negotiated hold time is ours (a keepaliveTime above a third of it
+// would let the router's hold timer run close to expiry), and a third of
+// the negotiated hold time, rounded down, when the router's is shorter;
+// so the configured interval is capped here at a third of ours. A hold
+// time of 0 needs none: GoBGP sends none when the negotiated hold time is
+// 0, but it cannot propose 0 (it replaces a configured 0 by 90 s, and 0
+// would then mean one a second), so the keepalive is the default third
+// of that.
+func keepalive(hold, keepalive time.Duration) uint64 {
+	h := seconds(hold)
+	if h == 0 {
+		h = 90 // GoBGP's DEFAULT_HOLDTIME, what it proposes instead of 0
+	}
+	k := seconds(keepalive)
+	if k == 0 || k > h/3 {
+		k = h / 3
+	}
+	return max(k, 1)
+}
+
 // apiPeer is the GoBGP neighbour configuration of p: ipv4-unicast and
 // ipv6-unicast on every session (IPv6 over MP-BGP on IPv4 sessions and the
 // other way round), except an interface peer's: ipv6-unicast only. Over a
@@ -100,7 +123,7 @@ func apiPeer(p Peer) *api.Peer {
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:          seconds(p.HoldTime),
-			KeepaliveInterval: seconds(p.KeepaliveTime),
+			KeepaliveInterval: keepalive(p.HoldTime, p.KeepaliveTime),
 			ConnectRetry:      seconds(p.ConnectTime),
 			// After a reset (a BFD session going down, a changed
 			// password) GoBGP waits this long before dialling again; its

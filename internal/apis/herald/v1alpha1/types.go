@@ -474,6 +474,10 @@ type BGPPeerSpec struct {
 
 	// holdTime is the BGP hold time proposed to the router: 0s (no
 	// keepalives, never time out) or between 3s and 65535s (RFC 4271).
+	// The session's hold time is the smaller of this and the router's.
+	// The speakers' BGP library (GoBGP v3) cannot run a session without
+	// a hold time: it proposes 90s for 0s, and a session whose router
+	// proposes 0 fails at its first UPDATE.
 	// +optional
 	// +kubebuilder:default="90s"
 	// +kubebuilder:validation:Type=string
