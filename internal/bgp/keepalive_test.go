@@ -134,10 +134,10 @@ func newFakeRouter(t *testing.T, asn uint32, holdTime uint16) *fakeRouter {
 		}
 	}()
 	t.Cleanup(func() {
-		ln.Close()
+		_ = ln.Close()
 		select {
 		case c := <-conns:
-			c.Close()
+			_ = c.Close()
 		default:
 		}
 		wg.Wait()

@@ -586,12 +586,12 @@ func (c *converter) peer(p *mlbPeer) (heraldv1.BGPPeer, bool) {
 	case s.PeerASN != 0 && s.DynamicASN != "":
 		fail("spec.dynamicASN", "set together with peerASN (MetalLB refuses it too)")
 	case s.PeerASN != 0:
-	case s.DynamicASN == "internal":
-		out.Spec.PeerASN = s.MyASN
+	case s.DynamicASN == "internal" || s.DynamicASN == "external":
+		out.Spec.DynamicASN = heraldv1.DynamicASN(s.DynamicASN)
 	case s.DynamicASN == "":
 		fail("spec.peerASN", "neither peerASN nor dynamicASN is set (MetalLB refuses it too)")
 	default:
-		fail("spec.dynamicASN", "%q: herald needs a fixed peerASN, and accepting any AS but its own has no narrower form herald can hold without knowing the router's AS", s.DynamicASN)
+		fail("spec.dynamicASN", "%q: neither internal nor external (MetalLB refuses it too)", s.DynamicASN)
 	}
 	if s.LocalASN != 0 {
 		fail("spec.localASN", "%d: herald has no per-session local AS (local-as); the router would see myASN %d instead", s.LocalASN, s.MyASN)
