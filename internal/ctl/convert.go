@@ -28,7 +28,7 @@ type metallbSet struct {
 	bgp         []mlbBGPAdv
 	communities []mlbCommunity
 	peers       []mlbPeer
-	bfd         []mlbObject
+	bfd         []mlbBFD
 	services    []corev1.Service // core/v1 Services, for their MetalLB annotations
 	other       []mlbObject
 	legacy      []mlbObject         // ConfigMaps that hold MetalLB's configuration of old
@@ -44,6 +44,7 @@ func unknownOf(o mlbObject, j []byte) []string {
 		"BGPAdvertisement": reflect.TypeFor[mlbBGPAdv](),
 		"Community":        reflect.TypeFor[mlbCommunity](),
 		"BGPPeer":          reflect.TypeFor[mlbPeer](),
+		"BFDProfile":       reflect.TypeFor[mlbBFD](),
 	}
 	t, ok := types[o.Kind]
 	if !ok {
@@ -127,7 +128,7 @@ func (s *metallbSet) add(j []byte) error {
 	case "BGPPeer":
 		err = decodeInto(j, &s.peers)
 	case "BFDProfile":
-		s.bfd = append(s.bfd, head.mlbObject)
+		err = decodeInto(j, &s.bfd)
 	default:
 		s.other = append(s.other, head.mlbObject)
 	}
@@ -204,6 +205,10 @@ type converter struct {
 	// advCommunities are each advertisement's communities, plain and
 	// large, resolved once.
 	advCommunities map[string][2][]string
+	// bfd are the BFDProfiles that convert, by namespace/name, and
+	// bfdUsers the converted BGPPeers that carry each.
+	bfd      map[string]*bfdConv
+	bfdUsers map[string][]string
 }
 
 // diag is a note: the Service half of the conversion reports with it.
@@ -227,7 +232,7 @@ func convert(in *metallbSet, opts convertOptions) converted {
 	sortObjs(in.bgp, func(p mlbBGPAdv) *mlbObject { return &p.mlbObject })
 	sortObjs(in.communities, func(p mlbCommunity) *mlbObject { return &p.mlbObject })
 	sortObjs(in.peers, func(p mlbPeer) *mlbObject { return &p.mlbObject })
-	sortObjs(in.bfd, func(p mlbObject) *mlbObject { return &p })
+	sortObjs(in.bfd, func(p mlbBFD) *mlbObject { return &p.mlbObject })
 	sortObjs(in.other, func(p mlbObject) *mlbObject { return &p })
 	sortObjs(in.legacy, func(p mlbObject) *mlbObject { return &p })
 
@@ -265,6 +270,7 @@ func convert(in *metallbSet, opts convertOptions) converted {
 			c.out.Peers = append(c.out.Peers, hp)
 		}
 	}
+	c.bfdNotes()
 	c.services()
 	for _, o := range in.legacy {
 		c.r.refuse(o.ref(), "data.config", "MetalLB's configuration from before its custom resources is not read; convert it to MetalLB's custom resources first and import those")

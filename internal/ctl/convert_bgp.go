@@ -482,13 +482,113 @@ func (c *converter) checkAggregation(p *mlbPool, spec *heraldv1.IPPoolSpec, adv 
 	return ok
 }
 
-// checkBFDProfiles reports the BFDProfiles: herald has no BFD. Dropping
-// BFD announces nothing more widely (the same routes from the same nodes
-// to the same peers), it only leaves failure detection to the hold time.
+// bfdConv is one MetalLB BFDProfile: its herald form, inlined into the
+// spec.bfd of each BGPPeer that names it, or ok false when it is refused.
+type bfdConv struct {
+	ref  string
+	ok   bool
+	spec heraldv1.BFDProfile
+}
+
+// checkBFDProfiles converts the BFDProfiles. MetalLB hands a profile to
+// FRR's bfdd field by field, writing none it leaves unset, so FRR's
+// defaults apply to those: 300ms intervals, multiplier 3, minimum TTL 254,
+// no echo, not passive. herald's defaults are the same, so only the fields
+// a profile sets are written. MetalLB's bounds (which it refuses outside
+// of) are herald's. echoMode is refused in both modes: echo packets test
+// the path through the router's forwarding plane, and a session whose
+// echo fails goes down with its routes; herald has no echo function, so
+// without it the routes would stay announced where MetalLB's are
+// withdrawn, which is not narrower. echoInterval is refused alike:
+// MetalLB writes it to FRR whether or not echoMode is set, and FRR
+// advertises it to the router (Required Min Echo RX Interval) in every
+// single-hop control packet, so it is not ignored.
 func (c *converter) checkBFDProfiles() {
-	for _, b := range c.in.bfd {
-		c.r.narrow(b.ref(), "", "herald has no BFD",
-			"not converted; the BGPPeers that use it are converted without BFD, and a failed session is noticed when its hold time expires")
+	c.bfd, c.bfdUsers = map[string]*bfdConv{}, map[string][]string{}
+	for i := range c.in.bfd {
+		b := &c.in.bfd[i]
+		ref, sp := b.ref(), b.Spec
+		key := b.Metadata.Namespace + "/" + b.Metadata.Name
+		if prev, dup := c.bfd[key]; dup {
+			c.r.refuse(ref, "metadata.name", "also defined as %s (MetalLB refuses it too)", prev.ref)
+			prev.ok = false
+			continue
+		}
+		conv := &bfdConv{ref: ref, ok: true}
+		c.bfd[key] = conv
+		fail := func(field, format string, args ...any) {
+			c.r.refuse(ref, field, format, args...)
+			conv.ok = false
+		}
+		bounded := func(field string, v *uint32, lo, hi uint32) bool {
+			if v != nil && (*v < lo || *v > hi) {
+				fail(field, "%d is not in %d..%d (MetalLB refuses it too)", *v, lo, hi)
+				return false
+			}
+			return v != nil
+		}
+		if bounded("spec.receiveInterval", sp.ReceiveInterval, 10, 60000) {
+			conv.spec.ReceiveInterval = &metav1.Duration{Duration: time.Duration(*sp.ReceiveInterval) * time.Millisecond}
+		}
+		if bounded("spec.transmitInterval", sp.TransmitInterval, 10, 60000) {
+			conv.spec.TransmitInterval = &metav1.Duration{Duration: time.Duration(*sp.TransmitInterval) * time.Millisecond}
+		}
+		if bounded("spec.detectMultiplier", sp.DetectMultiplier, 2, 255) {
+			conv.spec.DetectMultiplier = ptr.To(int32(*sp.DetectMultiplier))
+		}
+		if bounded("spec.minimumTtl", sp.MinimumTTL, 1, 254) {
+			conv.spec.MinimumTTL = ptr.To(int32(*sp.MinimumTTL))
+		}
+		if sp.PassiveMode != nil {
+			conv.spec.PassiveMode = *sp.PassiveMode
+		}
+		if sp.EchoMode != nil && *sp.EchoMode {
+			fail("spec.echoMode", "herald's BFD has no echo function: echo packets test the router's forwarding path, and MetalLB's session goes down, its routes withdrawn, when they stop coming back; without echo herald's routes would stay announced then, which is wider, so there is no narrower form")
+		}
+		if bounded("spec.echoInterval", sp.EchoInterval, 10, 60000) {
+			fail("spec.echoInterval", "%dms: MetalLB's FRR advertises it to the router as the echo interval it accepts, echoMode or not (a router running echo then loops its packets through the node at that pace); herald's BFD accepts no echo packets and advertises 0, so a router relying on echo would detect failures otherwise", *sp.EchoInterval)
+		}
+	}
+}
+
+// bfdFor is the spec.bfd of the converted BGPPeer p, which names a
+// BFDProfile: MetalLB looks it up by name among the profiles of its own
+// namespace. ok is false when p is refused for it.
+func (c *converter) bfdFor(p *mlbPeer) (*heraldv1.BFDProfile, bool) {
+	s, ref := p.Spec, p.ref()
+	b := c.bfd[p.Metadata.Namespace+"/"+s.BFDProfile]
+	switch {
+	case b == nil:
+		c.r.refuse(ref, "spec.bfdProfile", "%q: no BFDProfile of that name in namespace %s in the input; MetalLB keeps no configuration in which a BGPPeer names a missing profile, and its settings cannot be guessed: add the BFDProfile to the input", s.BFDProfile, p.Metadata.Namespace)
+		return nil, false
+	case !b.ok:
+		c.r.refuse(ref, "spec.bfdProfile", "%q: %s is refused", s.BFDProfile, b.ref)
+		return nil, false
+	}
+	ibgp := s.DynamicASN == "internal" || s.PeerASN != 0 && s.PeerASN == s.MyASN
+	if ibgp && s.Interface == "" && !c.r.narrow(ref, "spec.bfdProfile",
+		fmt.Sprintf("%q on an iBGP session: MetalLB's FRR runs multihop BFD (RFC 5883) for an iBGP peer on no network the node shares, single-hop otherwise, where herald's BFD on an iBGP session is always single-hop; the importer cannot see the nodes' networks", s.BFDProfile),
+		"converted with single-hop BFD: the same where the router shares a network with the node; elsewhere the router's multihop BFD session does not come up, and a failed session is noticed when its hold time expires") {
+		return nil, false
+	}
+	out := b.spec
+	return &out, true
+}
+
+// bfdNotes says where each converted BFDProfile went: it is no herald
+// object of its own.
+func (c *converter) bfdNotes() {
+	for i := range c.in.bfd {
+		ref := c.in.bfd[i].ref()
+		if c.r.refused[ref] {
+			continue
+		}
+		users := c.bfdUsers[ref]
+		if len(users) == 0 {
+			c.r.note("%s: no herald object of its own, and no converted BGPPeer uses it: nothing to convert", ref)
+			continue
+		}
+		c.r.note("%s: no herald object of its own: inlined into spec.bfd of %s (unset fields are FRR's defaults and herald's alike: 300ms intervals, multiplier 3, minimum TTL 254)", ref, strings.Join(users, ", "))
 	}
 }
 
@@ -671,18 +771,39 @@ func (c *converter) peer(p *mlbPeer) (heraldv1.BGPPeer, bool) {
 	if !c.password(p, &out) {
 		ok = false
 	}
-	if s.BFDProfile != "" && !c.r.narrow(ref, "spec.bfdProfile", fmt.Sprintf("%q: herald has no BFD", s.BFDProfile),
-		"converted without BFD: the same routes to the same peers, but a failed session is noticed only when its hold time expires") {
-		ok = false
+	if s.BFDProfile != "" {
+		if bfd, bfdOK := c.bfdFor(p); bfdOK {
+			out.Spec.BFD = bfd
+		} else {
+			ok = false
+		}
 	}
-	if s.VRFName != "" {
-		fail("spec.vrf", "%q: herald opens sessions in the default VRF only, where the peer address may reach another router", s.VRFName)
+	switch v := s.VRFName; {
+	case v == "":
+	case s.Interface != "":
+		fail("spec.vrf", "%q set together with interface: herald's API refuses a VRF on an unnumbered session", v)
+	case !bgpplan.ValidInterfaceName(v):
+		fail("spec.vrf", "%q is not a Linux device name (herald's API refuses it)", v)
+	case s.DualStackAddressFamily:
+		// MetalLB's FRR sends the other family's routes over the session
+		// too, with a next hop FRR picks from the VRF; herald sends them
+		// with the node's address of that family, in the default VRF.
+		fail("spec.vrf", "%q with dualStackAddressFamily: MetalLB's FRR sends the other family's routes over the session with a next hop of its own choosing in the VRF, herald with the node's address of that family in the default VRF, which the router may not reach", v)
+	default:
+		// MetalLB opens the session from FRR's BGP instance for the VRF
+		// and originates the routes there: they carry the session's local
+		// address as next hop, as herald's do.
+		out.Spec.VRF = v
 	}
 	if s.DisableMP {
 		fail("spec.disableMP", "herald offers IPv4 and IPv6 on every session (MP-BGP); it cannot keep one family off a session")
 	}
 	if !ok {
 		return out, false
+	}
+	if out.Spec.BFD != nil {
+		b := c.bfd[p.Metadata.Namespace+"/"+s.BFDProfile].ref
+		c.bfdUsers[b] = append(c.bfdUsers[b], "BGPPeer "+name)
 	}
 	c.comment("BGPPeer", name, "from %s", ref)
 	return out, true

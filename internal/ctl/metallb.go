@@ -105,6 +105,21 @@ type mlbPeer struct {
 	} `json:"spec"`
 }
 
+// mlbBFD is MetalLB's BFDProfile: intervals in milliseconds, every field
+// optional (FRR's default then applies).
+type mlbBFD struct {
+	mlbObject `json:",inline"`
+	Spec      struct {
+		ReceiveInterval  *uint32 `json:"receiveInterval,omitempty"`
+		TransmitInterval *uint32 `json:"transmitInterval,omitempty"`
+		DetectMultiplier *uint32 `json:"detectMultiplier,omitempty"`
+		EchoInterval     *uint32 `json:"echoInterval,omitempty"`
+		EchoMode         *bool   `json:"echoMode,omitempty"`
+		PassiveMode      *bool   `json:"passiveMode,omitempty"`
+		MinimumTTL       *uint32 `json:"minimumTtl,omitempty"`
+	} `json:"spec"`
+}
+
 func (o *mlbObject) ref() string {
 	if o.Metadata.Namespace == "" {
 		return o.Kind + " " + o.Metadata.Name
