@@ -183,6 +183,9 @@ func TestBGPBFDLinkCut(t *testing.T) {
 	}
 	linkBack = true
 	waitKernelRoute(t, l, "frr", vip, all, 30*time.Second)
+	// BIRD, without BFD, took the session down on its hold time; the
+	// next scenarios need it back too.
+	waitKernelRoute(t, l, "bird", vip, all, 30*time.Second)
 	for !slices.Contains(bfdUp(), "node2") {
 		if time.Since(back) > 30*time.Second {
 			t.Fatalf("FRR's BFD session with node2 not up 30 s after its link came back")

@@ -50,6 +50,9 @@ func bgpLab(t *testing.T) *lab.Lab {
 	if bgpErr != nil {
 		t.Fatalf("bringing up the bgp lab: %v", bgpErr)
 	}
+	if bgpL == nil {
+		t.Fatal("the bgp lab is already down: TestBGPLabTeardown (bgp_test.go) ran before this scenario; a BGP scenario's file must sort before bgp_test.go")
+	}
 	return bgpL
 }
 

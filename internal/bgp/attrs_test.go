@@ -167,7 +167,11 @@ func TestPerPeerAttributes(t *testing.T) {
 	// own path's attributes, from one path in the table and no class.
 	set(for2, everyone6, for2v6)
 	waitFor(t, "r1 loses the prefix", func() bool { _, ok := r1.rib(false)[pfx]; return !ok })
-	waitFor(t, "r2 has the prefix again", func() bool { _, ok := r2.rib(false)[pfx]; return ok })
+	// r2 may still hold the old route when r1 has lost it: wait for the
+	// new one (its communities), then compare it whole.
+	waitFor(t, "r2 has the prefix again with its own attributes", func() bool {
+		return slices.Equal(r2.rib(false)[pfx].Communities, []uint32{c(2)})
+	})
 	want(r2, false, map[netip.Prefix]received{pfx: iBGP(300, []uint32{c(2)}, LargeCommunity{Global: 64512, Local1: 2, Local2: 2})})
 	if got := heraldObjects(t, a, "-v4-"); len(got) != 0 {
 		t.Errorf("IPv4 classes left: %q", got)
