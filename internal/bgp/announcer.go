@@ -93,6 +93,8 @@ type Announcer struct {
 	running bool
 	started bool // StartBgp done
 	stopped bool // Run returned
+	// stopping: Run is stopping, and no BFD session starts any more.
+	stopping bool
 	// want is what SetPeers was given (validated); peers what GoBGP has,
 	// interface peers with their router's zoned link-local address.
 	want  map[string]Peer
@@ -215,7 +217,11 @@ func (a *Announcer) Run(ctx context.Context) error {
 
 	// BFD goes AdminDown first: a router must not read the speaker's
 	// orderly stop as a path failure (RFC 5882 §3.2); the BGP sessions'
-	// Cease below withdraws the routes.
+	// Cease below withdraws the routes. stopping keeps a SetPeers of these
+	// last moments from starting them again.
+	a.mu.Lock()
+	a.stopping = true
+	a.mu.Unlock()
 	_ = a.bfd.Set(nil)
 	time.Sleep(bfdAdminDownGrace)
 	bfdCancel()
@@ -336,7 +342,8 @@ func (a *Announcer) setSession(name string, state api.PeerState_SessionState, up
 // the session is Established, so the peer's gate (see addPeer) rejects
 // every route until the router's AS is checked here. A session that
 // leaves Established closes the gate again before the next one can come
-// up (GoBGP waits at least its 5 s idle hold time before redialling).
+// up: GoBGP waits at least its 5 s idle hold time before redialling after
+// a drop, and a reset herald makes itself (bfdDown) closes the gate first.
 //
 // It runs on GoBGP's watch goroutine, which GoBGP's own loop never waits
 // for (events reach it through an unbounded queue), so calling GoBGP
@@ -360,7 +367,9 @@ func (a *Announcer) onGateEvent(name string, addr netip.Addr, state api.PeerStat
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p, ok := a.peers[name]
-	if !ok || p.Address != addr || a.stopped {
+	// Events carry an interface peer's link-local address without its
+	// zone; GoBGP's own calls want it with the zone (p.Address).
+	if !ok || p.Address.WithZone("") != addr || a.stopped {
 		return
 	}
 	ctx := context.Background()
@@ -381,7 +390,7 @@ func (a *Announcer) onGateEvent(name string, addr netip.Addr, state api.PeerStat
 	}
 	var asn uint32
 	established := false
-	if err := a.srv.ListPeer(ctx, &api.ListPeerRequest{Address: addr.String()}, func(ap *api.Peer) {
+	if err := a.srv.ListPeer(ctx, &api.ListPeerRequest{Address: p.Address.String()}, func(ap *api.Peer) {
 		asn = ap.GetState().GetPeerAsn()
 		established = ap.GetState().GetSessionState() == api.PeerState_ESTABLISHED
 	}); err != nil {
@@ -406,7 +415,7 @@ func (a *Announcer) onGateEvent(name string, addr netip.Addr, state api.PeerStat
 		a.stateMu.Unlock()
 		a.log.Error("BGP router refused", "peer", name, "reason", refused)
 		if err := a.srv.DisablePeer(ctx, &api.DisablePeerRequest{
-			Address: addr.String(), Communication: fmt.Sprintf("AS %d is not %s to AS %d", asn, p.DynamicASN, p.MyASN),
+			Address: p.Address.String(), Communication: fmt.Sprintf("AS %d is not %s to AS %d", asn, p.DynamicASN, p.MyASN),
 		}); err != nil {
 			a.log.Error("shutting the session of a refused BGP router", "peer", name, "err", err)
 		}

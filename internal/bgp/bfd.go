@@ -20,7 +20,8 @@ const bfdAdminDownGrace = 50 * time.Millisecond
 // bfdSession is the BFD session of peer p on this node: from the
 // session's source address, else from the node's own address of the
 // peer's family (the address the router's BFD expects packets from, as
-// its BGP session comes from there), in the peer's VRF.
+// its BGP session comes from there); in a VRF, or on an interface, from
+// the address the kernel picks there.
 func (a *Announcer) bfdSession(p Peer) bfd.Session {
 	local := p.SourceAddress
 	if p.Interface != "" {
@@ -28,7 +29,10 @@ func (a *Announcer) bfdSession(p Peer) bfd.Session {
 		// kernel picks ours on the interface the socket is bound to.
 		return bfd.Session{Peer: p.Address, Interface: p.Interface, Profile: bfdProfile(p.BFD)}
 	}
-	if !local.IsValid() {
+	// In a VRF the node's InternalIP (default VRF) is not ours to send
+	// from: there the kernel picks, inside the VRF, as for the BGP
+	// session.
+	if !local.IsValid() && p.VRF == "" {
 		if p.Address.Is4() {
 			local = a.cfg.NextHopV4
 		} else {
@@ -50,6 +54,9 @@ func bfdProfile(b bgpplan.BFD) bfd.Profile {
 // syncBFD runs a BFD session for each configured peer that asks for one.
 // The caller holds a.mu.
 func (a *Announcer) syncBFD() error {
+	if a.stopping {
+		return nil // Run has taken every session AdminDown
+	}
 	var sessions []bfd.Session
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
 		if p := a.peers[name]; p.BFD.Enabled {
@@ -94,6 +101,16 @@ func (a *Announcer) bfdDown(k bfd.Key, diag bfd.Diag) {
 			continue
 		}
 		a.log.Warn("BFD session down: dropping the BGP session", "peer", name, "diag", diag.String())
+		if a.gateOpen[name] {
+			// GoBGP dials again after the connect time, which may come
+			// before the watch goroutine closes the gate: close it now,
+			// so the next session waits for its router's AS check.
+			if err := a.setGate(context.Background(), name, false); err != nil {
+				a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
+			} else {
+				a.gateOpen[name] = false
+			}
+		}
 		if err := a.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{
 			Address: p.Address.String(), Communication: "BFD session down: " + diag.String(),
 		}); err != nil {

@@ -17,10 +17,14 @@ import (
 // Taking BFD off the peer removes the session without touching BGP.
 func TestBFDDownDropsSession(t *testing.T) {
 	const asn = 64500
-	r := newRouter(t, "127.0.0.2", 64601, "10.255.0.2", routerNeighbor{addr: heraldAddr, asn: asn})
+	// Addresses of their own: internal/bfd's tests, which may run at the
+	// same time, use BFD's port on 127.0.0.x and 127.0.2.x.
+	const local = "127.0.3.1"
+	r := newRouter(t, "127.0.3.2", 64601, "10.255.0.2", routerNeighbor{addr: local, asn: asn})
 	a := startHerald(t, Config{})
 	ctx := context.Background()
 	p := r.peer("r1", asn)
+	p.SourceAddress = netip.MustParseAddr(local)
 	p.HoldTime = 30 * time.Second
 	p.BFD = bgpplan.BFD{Enabled: true, ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}
 	if err := a.SetPeers(ctx, netip.Addr{}, []Peer{p}); err != nil {
@@ -31,7 +35,7 @@ func TestBFDDownDropsSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rb.Set([]bfd.Session{{Peer: netip.MustParseAddr(heraldAddr), Local: r.addr,
+	if err := rb.Set([]bfd.Session{{Peer: netip.MustParseAddr(local), Local: r.addr,
 		Profile: bfd.Profile{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond}}}); err != nil {
 		t.Fatal(err)
 	}

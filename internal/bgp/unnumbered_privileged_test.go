@@ -49,7 +49,7 @@ func TestUnnumberedSession(t *testing.T) {
 		t.Skip("helper process")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("*** NOT RUN: TestUnnumberedSession needs root (it builds network namespaces); run the privileged tests as root ***")
 	}
 	setupUnnumberedLink(t)
 	dir := t.TempDir()

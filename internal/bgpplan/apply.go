@@ -137,8 +137,11 @@ func (s *State) Apply(desired map[netip.Prefix]*Route, x Executor) error {
 	// changed holds, per peer, the prefixes its filter now treats
 	// differently: let through again, or with other extra attributes.
 	changed := map[string][]netip.Prefix{}
-	errs = append(errs, s.syncDeny(desired, x, held, changed)...)
+	// Classes before filters: a peer let through again must already
+	// find its extra attributes, should its session come up in between
+	// and GoBGP send it the table.
 	errs = append(errs, s.syncClasses(desired, x, held, changed)...)
+	errs = append(errs, s.syncDeny(desired, x, held, changed)...)
 
 	// The prefixes some filter treats differently whose route the table
 	// sends again anyway, to every peer it reaches: no soft reset for them.
