@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/heraldlb/herald/e2e/lab/netns"
 	"github.com/heraldlb/herald/e2e/lab/topology"
@@ -105,12 +106,22 @@ func (l *Lab) LinkDown(ctx context.Context, node string) error {
 }
 
 // LinkUp reverses LinkDown. The kernel dropped the routes through the
-// link when it went down; a kubelet lab's Pod and Service routes are
+// link when it went down: the topology's own routes of the node (its exec
+// lines that add one) and a kubelet lab's Pod and Service routes are
 // added again.
 func (l *Lab) LinkUp(ctx context.Context, node string) error {
 	n := l.Node(node)
 	if _, err := netns.IP(ctx, "-n", n.Namespace, "link", "set", l.Topo.Iface(node, topology.RoleSwitch), "up"); err != nil {
 		return err
+	}
+	for _, c := range n.Exec {
+		for _, add := range []string{"ip route add ", "ip -6 route add "} {
+			if rest, ok := strings.CutPrefix(c, add); ok {
+				if _, err := netns.Run(ctx, n.Namespace, "sh", "-c", strings.Replace(add, " add ", " replace ", 1)+rest); err != nil {
+					return fmt.Errorf("node %s: restoring %q: %w", node, c, err)
+				}
+			}
+		}
 	}
 	if l.kubelet() {
 		return l.routeFrom(ctx, n)
