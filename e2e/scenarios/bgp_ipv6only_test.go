@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/heraldlb/herald/e2e/lab/lab"
 	"github.com/heraldlb/herald/e2e/lab/netns"
@@ -80,18 +81,25 @@ func TestBGPIPv6OnlyNode(t *testing.T) {
 	// The Node: an IPv6 InternalIP only. No kubernetes.io/os label, so
 	// the lab's DaemonSet does not target it; its speaker runs below.
 	nodes := l.Kube.CoreV1().Nodes()
-	created, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: v6NodeName,
+	_, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: v6NodeName,
 		Labels: map[string]string{"kubernetes.io/hostname": v6NodeName}}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nodes.Delete(context.Background(), v6NodeName, metav1.DeleteOptions{}) })
-	now := metav1.Now()
-	created.Status = corev1.NodeStatus{
-		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: v6NodeAddr}, {Type: corev1.NodeHostName, Address: v6NodeName}},
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}},
-	}
-	if _, err := nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// The kubelet lab's controllers (node lifecycle, taints) may write the
+	// new Node first: retry on their newer version.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, v6NodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: v6NodeAddr}, {Type: corev1.NodeHostName, Address: v6NodeName}}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: now, LastTransitionTime: now}}
+		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 

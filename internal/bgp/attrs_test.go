@@ -139,7 +139,18 @@ func TestPerPeerAttributes(t *testing.T) {
 	})
 	marker.Prefix = netip.MustParsePrefix("198.51.100.201/32")
 	set(everyone, for1, for2, everyone6, for2v6)
-	waitFor(t, "the new marker at r2", func() bool { _, ok := r2.rib(false)[marker.Prefix]; return ok })
+	// Both routers, old marker gone: r1 may get the move after r2.
+	waitFor(t, "the new marker at r1 and r2, the old one gone", func() bool {
+		for _, r := range []*router{r1, r2} {
+			rib := r.rib(false)
+			_, gotNew := rib[marker.Prefix]
+			_, gotOld := rib[netip.MustParsePrefix("198.51.100.200/32")]
+			if !gotNew || gotOld {
+				return false
+			}
+		}
+		return true
+	})
 	want(r1, false, map[netip.Prefix]received{pfx: eBGP([]uint32{c(11), c(100)}, LargeCommunity{Global: 64512, Local1: 1, Local2: 1})})
 	want(r2, false, map[netip.Prefix]received{pfx: iBGP(300, []uint32{c(2), c(100)}, LargeCommunity{Global: 64512, Local1: 2, Local2: 2})})
 	// The marker's move is two UPDATEs (withdrawal, announcement) at most.
