@@ -74,6 +74,13 @@ func assemble(a assembly) (*components, error) {
 	informers := speaker.NewInformers(a.kube, a.herald, a.namespace, a.v4.IsValid() || a.v6.IsValid())
 	reporter := speaker.NewReporter(speaker.ReporterConfig{
 		NodeName: a.node, NodeUID: a.nodeUID, Recorder: a.recorder, Objects: informers, Herald: a.herald, Members: a.members, Keys: a.members, Log: a.log,
+		// c.bgp is set below, before anything runs.
+		SessionReasons: func() map[string]string {
+			if c.bgp == nil {
+				return nil
+			}
+			return c.bgp.SessionReasons()
+		},
 	})
 	c.l2 = layer2.New(layer2.Config{Log: a.log.With("source", "layer2"), Registry: a.registry, OnConflict: reporter.Conflict})
 	c.health = &health.Health{KubeProxyURL: a.kubeProxyURL, LinkUp: a.linkUp, InterfacesDown: a.interfacesDown, Log: a.log}

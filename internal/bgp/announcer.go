@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -268,6 +269,21 @@ func (a *Announcer) Sessions() map[string]SessionState {
 			st.Advertised = a.advertised[name]
 		}
 		out[name] = st
+	}
+	return out
+}
+
+// SessionReasons says, by peer name, why a session cannot come up: an
+// interface peer still waiting for its router, a refused dynamicASN
+// router. Peers without a known reason are left out.
+func (a *Announcer) SessionReasons() map[string]string {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	out := map[string]string{}
+	for name, s := range a.sessions {
+		if r := cmp.Or(s.Refused, s.Reason); r != "" {
+			out[name] = r
+		}
 	}
 	return out
 }

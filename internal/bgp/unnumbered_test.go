@@ -104,6 +104,9 @@ func TestInterfacePeer(t *testing.T) {
 	if s.Up || !strings.Contains(s.Reason, "no IPv6 link-local neighbour on hl-fake0 yet") {
 		t.Errorf("session before the router is found: %+v, want down with the reason", s)
 	}
+	if got := a.SessionReasons()["unnumbered"]; got != s.Reason {
+		t.Errorf("SessionReasons %q, want the session's reason %q", got, s.Reason)
+	}
 	time.Sleep(300 * time.Millisecond)
 	if r.established() {
 		t.Fatal("router peered before herald could know its address")
@@ -116,6 +119,9 @@ func TestInterfacePeer(t *testing.T) {
 	}
 	if s := a.Sessions()["unnumbered"]; s.Reason != "" {
 		t.Errorf("reason %q once the router is found", s.Reason)
+	}
+	if got, ok := a.SessionReasons()["unnumbered"]; ok {
+		t.Errorf("SessionReasons still says %q once the router is found", got)
 	}
 	waitFor(t, "the IPv6 prefix", func() bool { return r.count(true) == 1 })
 	if got := r.rib(true)[v6].NextHop; got != nhV6 {

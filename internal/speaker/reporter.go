@@ -84,6 +84,9 @@ type ReporterConfig struct {
 	// Clock paces the Speaker object's writes and dates announcements;
 	// nil is the real clock.
 	Clock clock.Clock
+	// SessionReasons says, by BGPPeer name, why a session of this node
+	// cannot come up (the BGP announcer's view); nil: never known.
+	SessionReasons func() map[string]string
 }
 
 // Reporter tells people what this node does: Events on Services and
@@ -318,6 +321,7 @@ func (r *Reporter) SessionChanged(peer string, up bool) {
 func (r *Reporter) PeerRefused(peer, reason string) {
 	r.log.Warn("BGP router refused", "peer", peer, "reason", reason)
 	r.peerEvent(peer, corev1.EventTypeWarning, EventPeerConfig, "node %s: %s", r.cfg.NodeName, reason)
+	r.pokeStatus()
 }
 
 // peerEvent records an Event on BGPPeer name, with its UID when the cache

@@ -238,9 +238,21 @@ func TestPeerProblemsAndSessions(t *testing.T) {
 		t.Errorf("status sessions %+v, want b up", got)
 	}
 	r.SessionChanged("b", false)
-	if got := r.status().BGPSessions; len(got) != 1 || got[0].Up {
-		t.Errorf("status sessions %+v, want b down", got)
+	if got := r.status().BGPSessions; len(got) != 1 || got[0].Up || got[0].Reason != "" {
+		t.Errorf("status sessions %+v, want b down, no reason known", got)
 	}
+	// The announcer's reason shows while the session is down, never
+	// while it is up.
+	r.cfg.SessionReasons = func() map[string]string { return map[string]string{"b": "no IPv6 link-local neighbour on eth1 yet"} }
+	if got := r.status().BGPSessions; len(got) != 1 || got[0].Reason != "no IPv6 link-local neighbour on eth1 yet" {
+		t.Errorf("status sessions %+v, want b down with the announcer's reason", got)
+	}
+	r.SessionChanged("b", true)
+	if got := r.status().BGPSessions; len(got) != 1 || got[0].Reason != "" {
+		t.Errorf("status sessions %+v, want b up without a reason", got)
+	}
+	r.SessionChanged("b", false)
+	r.cfg.SessionReasons = nil
 	drain()
 
 	r.PeerRefused("b", "router 198.51.100.1 is in AS 64501, an external peer")

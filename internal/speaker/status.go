@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -81,8 +82,16 @@ func (r *Reporter) status() heraldv1.SpeakerStatus {
 		})
 	}
 	st.Layer2Count, st.BGPCount = int32(len(r.last.L2)), int32(len(r.last.BGP))
+	var reasons map[string]string
+	if r.cfg.SessionReasons != nil {
+		reasons = r.cfg.SessionReasons()
+	}
 	for _, p := range r.last.BGPPeers { // sorted by name
-		st.BGPSessions = append(st.BGPSessions, heraldv1.BGPSession{Peer: p.Name, Up: r.sessions[p.Name]})
+		s := heraldv1.BGPSession{Peer: p.Name, Up: r.sessions[p.Name]}
+		if !s.Up {
+			s.Reason = truncate(reasons[p.Name], 1024)
+		}
+		st.BGPSessions = append(st.BGPSessions, s)
 	}
 	return st
 }
@@ -161,4 +170,17 @@ func (r *Reporter) newSpeaker() *heraldv1.Speaker {
 		}}
 	}
 	return sp
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, for a status
+// field with a length limit.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -160,6 +160,12 @@ type BGPSession struct {
 	Peer string `json:"peer"`
 	// up is true while the session is Established.
 	Up bool `json:"up"`
+	// reason says why the session cannot come up, when herald knows: an
+	// unnumbered peer whose router is not found on its interface, or a
+	// dynamicASN router of the wrong kind.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
 }
 
 // SpeakerList is a list of Speakers.
