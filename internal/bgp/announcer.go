@@ -390,14 +390,10 @@ func (a *Announcer) onGateEvent(name string, addr netip.Addr, state api.PeerStat
 	}
 	ctx := context.Background()
 	if state != api.PeerState_ESTABLISHED {
-		if a.gateOpen[name] {
-			if err := a.setGate(ctx, name, false); err != nil {
-				// The session is down; the next Established finds the
-				// gate still marked open and closes it before checking.
-				a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
-				return
-			}
-			a.gateOpen[name] = false
+		if err := a.closeGate(ctx, name); err != nil {
+			// The session is down; the next Established finds the gate
+			// still marked open and closes it before checking.
+			a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
 		}
 		return
 	}

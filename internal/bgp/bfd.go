@@ -97,19 +97,15 @@ func (a *Announcer) bfdDown(k bfd.Key, diag bfd.Diag) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(a.peers)) {
 		p := a.peers[name]
-		if !p.BFD.Enabled || p.Address != k.Peer.Unmap() || a.bfdSession(p).Key() != k {
+		if !p.BFD.Enabled || a.bfdSession(p).Key() != k {
 			continue
 		}
 		a.log.Warn("BFD session down: dropping the BGP session", "peer", name, "diag", diag.String())
-		if a.gateOpen[name] {
-			// GoBGP dials again after the connect time, which may come
-			// before the watch goroutine closes the gate: close it now,
-			// so the next session waits for its router's AS check.
-			if err := a.setGate(context.Background(), name, false); err != nil {
-				a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
-			} else {
-				a.gateOpen[name] = false
-			}
+		// GoBGP dials again after the connect time, which may come before
+		// the watch goroutine closes a dynamicASN gate: close it now, so
+		// the next session waits for its router's AS check.
+		if err := a.closeGate(context.Background(), name); err != nil {
+			a.log.Error("closing the BGP gate of a dynamicASN peer", "peer", name, "err", err)
 		}
 		if err := a.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{
 			Address: p.Address.String(), Communication: "BFD session down: " + diag.String(),

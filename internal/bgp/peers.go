@@ -64,6 +64,18 @@ func (a *Announcer) setGate(ctx context.Context, peer string, open bool) error {
 	return nil
 }
 
+// closeGate closes a dynamicASN peer's gate if it is open. a.mu is held.
+func (a *Announcer) closeGate(ctx context.Context, peer string) error {
+	if !a.gateOpen[peer] {
+		return nil
+	}
+	if err := a.setGate(ctx, peer, false); err != nil {
+		return err
+	}
+	a.gateOpen[peer] = false
+	return nil
+}
+
 // className names both the prefix set and the statement of an attribute
 // class (GoBGP keeps sets and statements apart).
 func className(peer string, c *bgpplan.Class) string { return "herald-" + peer + "-attrs-" + c.ID() }
@@ -248,12 +260,8 @@ func (a *Announcer) addPeer(ctx context.Context, p Peer) (err error) {
 		// VRF; a peer in another VRF reaches the node at the session's
 		// own local address. Only routes of the session's family can
 		// carry it as next hop, so the statement matches those alone.
-		all := &api.Prefix{IpPrefix: "0.0.0.0/0", MaskLengthMin: 0, MaskLengthMax: 32}
-		if p.Address.Is6() {
-			all = &api.Prefix{IpPrefix: "::/0", MaskLengthMin: 0, MaskLengthMax: 128}
-		}
 		if err := a.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{Replace: true, DefinedSet: &api.DefinedSet{
-			DefinedType: api.DefinedType_PREFIX, Name: nextHopSetName(p.Name), Prefixes: []*api.Prefix{all},
+			DefinedType: api.DefinedType_PREFIX, Name: nextHopSetName(p.Name), Prefixes: []*api.Prefix{allPrefixes(p.Address.Is6())},
 		}}); err != nil {
 			return fmt.Errorf("adding BGP peer %s: next-hop prefix set: %w", p.Name, err)
 		}

@@ -149,9 +149,13 @@ type BGPAnnouncement struct {
 	Services []string
 }
 
-// Peers are the names of the peers the address goes to, sorted; nil when
-// it goes to every peer.
+// Peers are the names of the peers the address goes to (sorted when
+// several advertisements name them); nil when it goes to every peer.
 func (a *BGPAnnouncement) Peers() []string {
+	if len(a.Policies) == 1 {
+		// The common case, once per address at every recompute: no copy.
+		return a.Policies[0].Peers
+	}
 	var out []string
 	for _, p := range a.Policies {
 		if len(p.Peers) == 0 {
